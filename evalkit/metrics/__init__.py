@@ -1,0 +1,1 @@
+"""DeepEval metrics: ``ExecutionAccuracy`` (Spider) and ``MMLUAccuracy`` (MMLU)."""
