@@ -107,16 +107,20 @@ def _read_subject(path: Path, subject: str, split: str, scheme: Scheme) -> list[
     questions = []
     try:
         with path.open(encoding="utf-8", newline="") as handle:
-            for index, row in enumerate(csv.reader(handle)):
+            reader = csv.reader(handle)
+            for row in reader:
+                if not row:  # a blank line, e.g. a doubled final newline
+                    continue
+                index = len(questions)
                 if len(row) != 6:
                     raise DataError(
-                        f"{path}, row {index + 1}: expected 6 fields (question,A,B,C,D,answer), got {len(row)}. "
+                        f"{path}, row {index + 1} (line {reader.line_num}): expected 6 fields (question,A,B,C,D,answer), got {len(row)}. "
                         "Fix: restore the original CSV (fields with commas or newlines must be quoted)."
                     )
                 answer = row[5].strip()
                 if answer not in LETTERS:
                     raise DataError(
-                        f"{path}, row {index + 1}: answer {row[5]!r} is not one of A, B, C, D. "
+                        f"{path}, row {index + 1} (line {reader.line_num}): answer {row[5]!r} is not one of A, B, C, D. "
                         "Fix: restore the original CSV."
                     )
                 questions.append(
