@@ -47,16 +47,17 @@ class SQLParseError(DataError):
     """A SQL string is not a single query sqlglot can parse in the SQLite dialect."""
 
 
-@functools.lru_cache(maxsize=16384)
 def parse_query(sql: str) -> exp.Query:
-    """Parse one SQLite query (SELECT or set operation); the tree is shared, so never mutate it.
+    """Parse one SQLite query (SELECT or set operation).
 
-    Raises :class:`SQLParseError` naming the query and the parser's complaint.
+    Raises :class:`SQLParseError` naming the query and the parser's complaint; that includes input
+    nested too deeply for sqlglot's recursive parser (a runaway model output can be).
     """
     try:
         tree = sqlglot.parse_one(sql, read="sqlite")
-    except SqlglotError as exc:
-        raise SQLParseError(f"cannot parse SQL {sql!r}: {str(exc).splitlines()[0]}. "
+    except (SqlglotError, RecursionError) as exc:
+        reason = str(exc).splitlines()[0] if isinstance(exc, SqlglotError) else "nested too deeply to parse"
+        raise SQLParseError(f"cannot parse SQL {sql!r}: {reason}. "
                             "Fix: pass one SQLite SELECT statement.") from exc
     while isinstance(tree, exp.Subquery):  # "(SELECT ...)" as the whole statement
         tree = tree.this

@@ -153,11 +153,11 @@ def query_signature(sql: str, schema: Schema | None = None) -> Signature:
 def exact_set_match(pred_sql: str, gold_sql: str, schema: Schema | None = None) -> bool:
     """True when ``pred_sql`` has the same structure as ``gold_sql`` (values ignored); never raises on bad SQL.
 
-    A gold query that does not parse raises :class:`SQLParseError` (a data problem); a prediction that
-    does not parse, or is not a query, simply does not match.
+    A gold query that does not parse raises :class:`SQLParseError` (a data problem). A prediction that
+    does not parse, is not a query, or is nested too deeply to walk (runaway model output) does not match.
     """
     gold = query_signature(gold_sql, schema)
     try:
         return query_signature(pred_sql, schema) == gold
-    except SQLParseError:
+    except (SQLParseError, RecursionError):
         return False
