@@ -4,7 +4,7 @@ In the spirit of the official ``evaluate.py`` exact match (``Evaluator.eval_exac
 is reduced to a canonical *signature* and two queries match when their signatures are equal.
 
 * Clauses are compared as multisets: SELECT items, FROM tables, ON / WHERE / HAVING conditions,
-  GROUP BY columns; the AND/OR connectors of WHERE as a set. ORDER BY is a list (order matters), LIMIT
+  GROUP BY columns; the AND/OR connectors of WHERE and HAVING as sets. ORDER BY is a list (order matters), LIMIT
   only by presence.
 * Values are ignored, as in the official exact match (``DISABLE_VALUE``): every literal, negative
   number, double-quoted string (SQLite reads ``"France"`` as a string when no column has that name;
@@ -29,11 +29,11 @@ from sqlglot import exp
 
 from evalkit.data.hardness import (
     Condition,
+    SQLParseError,
     clause_condition,
     is_value,
     join_condition,
     parse_query,
-    SQLParseError,
     table_units,
     unparen,
 )
@@ -120,7 +120,7 @@ def select_signature(select: exp.Select, outer: Scope) -> Signature:
         from_tables,
         bag(canonical_unit(u, scope, {}) for u in join_condition(select).units),
         conditions(clause_condition(select, "where"), {}),
-        bag(canonical_expression(e, scope, {}).split(".")[-1] for e in (group.expressions if group else [])),
+        bag(canonical_expression(e, scope, {}) for e in (group.expressions if group else [])),
         conditions(clause_condition(select, "having"), select_aliases),
         tuple((canonical_expression(o.this, scope, select_aliases), bool(o.args.get("desc")))
               for o in (order.expressions if order else [])),

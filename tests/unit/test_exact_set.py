@@ -145,6 +145,7 @@ def test_every_dev_gold_matches_its_reformatted_uppercase_rendering(dev_golds: l
     ("SELECT name FROM singer WHERE age IN (1, 2, 3)", "SELECT name FROM singer WHERE age IN (4)"),
     ("SELECT name FROM singer WHERE age > -5", "SELECT name FROM singer WHERE age > 3"),
     ("SELECT name FROM singer;", "SELECT name FROM singer"),
+    ("SELECT a, b, count(*) FROM t GROUP BY b, a", "SELECT a, b, count(*) FROM t GROUP BY a, b"),
     ("SELECT name FROM t WHERE id IN (SELECT sid FROM s WHERE y = 2)",
      "SELECT name FROM t WHERE id IN (SELECT sid FROM s WHERE y = 1)"),  # values ignored in subqueries
 ])
@@ -162,6 +163,8 @@ def test_structurally_equal_pairs_match(pred: str, gold: str) -> None:
     ("SELECT name FROM singer ORDER BY age LIMIT 1", "SELECT name FROM singer ORDER BY age"),
     ("SELECT name, age FROM singer", "SELECT name FROM singer"),  # extra select item
     ("SELECT name FROM singer GROUP BY name", "SELECT name FROM singer"),
+    ("SELECT count(*) FROM t AS T1 JOIN s AS T2 ON T1.id = T2.id GROUP BY T2.id",
+     "SELECT count(*) FROM t AS T1 JOIN s AS T2 ON T1.id = T2.id GROUP BY T1.id"),  # same name, other table
     ("SELECT a FROM t INTERSECT SELECT a FROM s", "SELECT a FROM t UNION SELECT a FROM s"),
     ("SELECT a FROM t WHERE b IN (SELECT c FROM s)", "SELECT a FROM t WHERE b IN (SELECT d FROM s)"),
     ("SELECT a FROM t WHERE b NOT IN (SELECT c FROM s)", "SELECT a FROM t WHERE b IN (SELECT c FROM s)"),
