@@ -1,0 +1,195 @@
+"""Regression gates: ``--gate "mmlu.delta >= -0.02"`` parsed, judged against a :class:`~evalkit.report.Summary`.
+
+Grammar: ``SUITE[.GROUP].KIND[.BOUND][@VARIANT] OP NUMBER`` where KIND is ``score`` (a variant's
+accuracy) or ``delta`` (its paired difference to the base), GROUP a Spider hardness, an MMLU category,
+an MMLU subject or a Spider database, BOUND ``lo``/``hi`` (compare that end of the CI), OP ``>=`` or
+``<=``, and NUMBER a fraction (``0.30`` is 30 %). Without ``@VARIANT`` a gate applies to every adapter
+(the models under test), or to the base when no adapter was evaluated.
+
+Judging (why): by default (``basis="ci"``) a gate fails only when the data show a violation, i.e. the
+one-sided test of "the true value violates the gate" has p < (1 - confidence) / 2. For one gate that is
+exactly "the whole CI lies on the wrong side" (a non-inferiority test for ``delta >= -margin``); with
+several gates the p-values are Holm-adjusted, so adding gates does not multiply false alarms. A gate
+that needs the opposite burden of proof ("the gain must be shown") names the bound: ``spider.delta.lo
+>= 0``. ``basis="point"`` compares point estimates. A gate over a figure that was not computed is an
+ERROR (never a pass). Each delta gate also states the sample's minimal detectable effect at 80 % power
+and warns when the margin is finer than that.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from evalkit.errors import ConfigError
+from evalkit.report import BASE, SUITES, Summary
+from evalkit.stats import Estimate, PairedDelta, holm, minimal_detectable_effect, violation_p_value
+
+Basis = Literal["ci", "point"]
+Correction = Literal["holm", "none"]
+_GATE = re.compile(
+    r"^\s*(?P<path>[\w.\-]+?)(?:@(?P<variant>[\w.\-]+))?\s*(?P<op>>=|<=)\s*"
+    r"(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
+)
+_FORM = "SUITE[.GROUP].score|delta[.lo|.hi][@VARIANT] >=|<= NUMBER, e.g. \"mmlu.delta >= -0.02\""
+
+
+@dataclass(frozen=True)
+class Gate:
+    text: str
+    suite: str
+    group: str | None
+    kind: str
+    bound: str | None
+    variant: str | None
+    op: str
+    threshold: float
+
+
+def parse_gate(text: str) -> Gate:
+    """Parse one gate expression; a malformed one raises :class:`ConfigError` showing the form."""
+    match = _GATE.match(text)
+    if not match:
+        raise ConfigError(f"Gate {text!r} cannot be read. Fix: write it as {_FORM}.")
+    parts = match["path"].split(".")
+    bound = parts.pop() if len(parts) > 2 and parts[-1] in ("lo", "hi") else None
+    if len(parts) < 2 or parts[-1] not in ("score", "delta"):
+        raise ConfigError(f"Gate {text!r}: the figure must end in .score or .delta (optionally .lo/.hi). "
+                          f"Fix: write it as {_FORM}.")
+    if parts[0] not in SUITES:
+        raise ConfigError(f"Gate {text!r}: unknown suite {parts[0]!r}. Fix: use one of {', '.join(SUITES)}.")
+    return Gate(text=text.strip(), suite=parts[0], group=".".join(parts[1:-1]) or None, kind=parts[-1],
+                bound=bound, variant=match["variant"], op=match["op"], threshold=float(match["value"]))
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """One gate applied to one variant: the figure, the evidence and the verdict (PASS, FAIL, ERROR)."""
+
+    gate: str
+    label: str
+    verdict: str
+    kind: str
+    op: str
+    threshold: float
+    basis: str
+    policy: str
+    value: float | None = None
+    lo: float | None = None
+    hi: float | None = None
+    n: int | None = None
+    p_value: float | None = None
+    p_adjusted: float | None = None
+    mde: float | None = None
+    power_warning: str | None = None
+    message: str | None = None
+
+    @property
+    def figure_text(self) -> str:
+        if self.value is None:
+            return "-"
+        unit = (lambda x: f"{100 * x:+.1f} pp") if self.kind == "delta" else (lambda x: f"{100 * x:.1f}%")
+        ci = f" [{unit(self.lo)}, {unit(self.hi)}]" if self.lo is not None and self.hi is not None else ""
+        return f"{unit(self.value)}{ci} n={self.n} {self.op} {unit(self.threshold)}"
+
+    @property
+    def evidence(self) -> str:
+        if self.verdict == "ERROR":
+            return self.message or ""
+        if self.basis == "ci":
+            text = f"one-sided p={self.p_value:.3g}"
+            if self.p_adjusted is not None and self.p_adjusted != self.p_value:
+                text += f" (Holm {self.p_adjusted:.3g})"
+        else:
+            text = "CI bound" if self.basis == "bound" else "point estimate"
+        if self.mde is not None and math.isfinite(self.mde):
+            text += f"; detectable ±{100 * self.mde:.1f} pp"
+        return text
+
+
+def _policy(basis: Basis, correction: Correction, confidence: float, n_ci: int) -> str:
+    if basis == "point":
+        return "Gates compare point estimates (--gate-basis point); .lo/.hi gates compare that CI bound."
+    text = (f"Gates judged on the {100 * confidence:g}% CI: a gate fails only when the data show a violation "
+            f"(one-sided p < {(1 - confidence) / 2:.3g}, i.e. the whole CI on the wrong side)")
+    if correction == "holm" and n_ci > 1:
+        text += f", Holm-adjusted over {n_ci} gates"
+    return text + "; .lo/.hi gates compare that CI bound."
+
+
+def _targets(gate: Gate, summary: Summary) -> list[str] | str:
+    """The variants a gate applies to, or why it cannot apply."""
+    if gate.variant is not None:
+        if gate.variant not in summary.variants:
+            return f"variant {gate.variant!r} was not evaluated (evaluated: {', '.join(summary.variants)})"
+        if gate.kind == "delta" and gate.variant == BASE:
+            return f"the base has no delta against itself; name an adapter (@{'|'.join(summary.adapters) or 'NAME'})"
+        return [gate.variant]
+    if gate.kind == "delta" and not summary.adapters:
+        return "no adapter was evaluated, so there is no delta; add --adapter"
+    return summary.adapters or [BASE]
+
+
+def _power_warning(label: str, figure: PairedDelta, threshold: float, mde: float) -> str | None:
+    if threshold == 0:
+        return None
+    fix = "Fix: evaluate more items (--spider-sample/--mmlu-sample) or widen the margin."
+    if figure.se == 0:
+        return (f"{label}: no item's score changed between {BASE} and the adapter (n={figure.n}), so the CI has zero "
+                f"width and this sample says nothing about power against the margin {100 * threshold:+.1f} pp. {fix}")
+    if not math.isfinite(mde) or mde <= abs(threshold):
+        return None
+    return (f"{label}: with n={figure.n} paired items the smallest true change detectable with 80% power is "
+            f"±{100 * mde:.1f} pp, wider than the gate's margin {100 * threshold:+.1f} pp, so a change of the "
+            f"margin's size would usually go unnoticed. {fix}")
+
+
+def evaluate_gates(gates: Sequence[Gate], summary: Summary, basis: Basis = "ci",
+                   correction: Correction = "holm") -> list[GateResult]:
+    """Judge every gate on every variant it applies to (see the module docstring)."""
+    confidence = summary.confidence
+    pending: list[tuple[Gate, str, Estimate | PairedDelta | None, str | None]] = []
+    for gate in gates:
+        targets = _targets(gate, summary)
+        if isinstance(targets, str):
+            pending.append((gate, gate.text, None, targets))
+            continue
+        for variant in targets:
+            path = ".".join(filter(None, [gate.suite, gate.group, gate.kind, gate.bound]))
+            label = f"{path}@{variant}"
+            figure = summary.figure(gate.suite, gate.group, gate.kind, variant)
+            missing = None
+            if figure is None:
+                what = f"suite {gate.suite!r}" if gate.suite not in summary.suites else f"group {gate.group!r}"
+                missing = f"{label} was not computed: {what} has no scored items in this run"
+            pending.append((gate, label, figure, missing))
+    uses_ci = [i for i, (g, _, f, m) in enumerate(pending) if m is None and g.bound is None and basis == "ci"]
+    raw = {i: violation_p_value(pending[i][2], pending[i][0].threshold, pending[i][0].op) for i in uses_ci}
+    adjusted = dict(zip(uses_ci, holm([raw[i] for i in uses_ci]))) if correction == "holm" else dict(raw)
+    policy = _policy(basis, correction, confidence, len(uses_ci))
+    results = []
+    for i, (gate, label, figure, missing) in enumerate(pending):
+        common = dict(gate=gate.text, label=label, kind=gate.kind, op=gate.op, threshold=gate.threshold, policy=policy)
+        if missing is not None:
+            results.append(GateResult(verdict="ERROR", basis=basis, message=missing, **common))
+            continue
+        point = figure.delta if isinstance(figure, PairedDelta) else figure.mean
+        value = {"lo": figure.lo, "hi": figure.hi}.get(gate.bound, point)
+        if i in raw:
+            p = adjusted[i]
+            ok = None if math.isnan(p) else p >= (1 - confidence) / 2
+        else:
+            ok = None if math.isnan(value) else (value >= gate.threshold if gate.op == ">=" else value <= gate.threshold)
+        mde = minimal_detectable_effect(figure.se, figure.df, confidence) if math.isfinite(figure.se) else math.nan
+        warning = _power_warning(label, figure, gate.threshold, mde) if isinstance(figure, PairedDelta) else None
+        results.append(GateResult(
+            verdict="ERROR" if ok is None else ("PASS" if ok else "FAIL"),
+            basis="bound" if gate.bound else basis, value=value, lo=figure.lo, hi=figure.hi, n=figure.n,
+            p_value=raw.get(i), p_adjusted=adjusted.get(i), mde=mde, power_warning=warning,
+            message=None if ok is not None else f"{label}: too few items for a standard error (n={figure.n})",
+            **common,
+        ))
+    return results

@@ -1,0 +1,107 @@
+"""Gate expressions and verdicts, against summaries built from per-example records (no model needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from evalkit.errors import ConfigError
+from evalkit.gates import Gate, evaluate_gates, parse_gate
+from evalkit.report import CaseRecord, summarize
+from evalkit.stats import holm, violation_p_value
+
+TEMPLATES = {"spider": "spider-chat", "mmlu": "mmlu-0shot"}
+
+
+def spider_records(base: list[int], adapters: dict[str, list[int]]) -> list[CaseRecord]:
+    rows = []
+    for variant, outcomes in {"base": base, **adapters}.items():
+        for i, score in enumerate(outcomes):
+            rows.append(CaseRecord("spider", variant, f"dev{i:04d}", ("easy", "hard")[i % 2], "db", "spider-chat",
+                                   "scored", score=float(score), passed=bool(score)))
+    return rows
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("mmlu.delta >= -0.02", Gate("mmlu.delta >= -0.02", "mmlu", None, "delta", None, None, ">=", -0.02)),
+    ("mmlu.stem.delta>=-0.05", Gate("mmlu.stem.delta>=-0.05", "mmlu", "stem", "delta", None, None, ">=", -0.05)),
+    ("spider.score@epoch-3 <= .9", Gate("spider.score@epoch-3 <= .9", "spider", None, "score", None, "epoch-3", "<=", 0.9)),
+    ("spider.delta.lo >= 0", Gate("spider.delta.lo >= 0", "spider", None, "delta", "lo", None, ">=", 0.0)),
+    ("mmlu.abstract_algebra.score >= 1e-1", Gate("mmlu.abstract_algebra.score >= 1e-1", "mmlu", "abstract_algebra",
+                                                 "score", None, None, ">=", 0.1)),
+])
+def test_parse_gate(text, expected):
+    assert parse_gate(text) == expected
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("mmlu.delta > 0", "cannot be read"),
+    ("mmlu.accuracy >= 0.3", "must end in .score or .delta"),
+    ("gsm8k.score >= 0.3", "unknown suite"),
+    ("mmlu.delta >= high", "cannot be read"),
+])
+def test_parse_gate_rejects_with_the_form(text, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_gate(text)
+
+
+def test_ci_basis_fails_only_when_the_whole_interval_is_below():
+    base = [1, 0] * 50
+    worse = [0] * 100  # every base success lost: delta -0.5, CI far below -0.02
+    same = base[:]
+    summary = summarize(spider_records(base, {"worse": worse, "same": same}), ["base", "worse", "same"], TEMPLATES)
+    results = {r.label: r for r in evaluate_gates([parse_gate("spider.delta >= -0.02")], summary, correction="none")}
+    assert results["spider.delta@worse"].verdict == "FAIL"
+    assert results["spider.delta@worse"].hi < -0.02
+    assert results["spider.delta@same"].verdict == "PASS"
+
+
+def test_point_basis_and_bounds():
+    base = [0] * 40
+    better = [1] * 3 + [0] * 37  # +7.5 pp, CI includes 0
+    summary = summarize(spider_records(base, {"a": better}), ["base", "a"], TEMPLATES)
+    point = evaluate_gates([parse_gate("spider.delta >= 0.05")], summary, basis="point")[0]
+    assert point.verdict == "PASS" and point.value == pytest.approx(0.075)
+    lower = evaluate_gates([parse_gate("spider.delta.lo >= 0")], summary)[0]
+    assert lower.verdict == "FAIL" and lower.value == summary.figure("spider", None, "delta", "a").lo
+
+
+def test_holm_adjusts_several_ci_gates():
+    base = [1, 0] * 30
+    summary = summarize(spider_records(base, {"a": [0, 0] * 5 + base[10:]}), ["base", "a"], TEMPLATES)
+    gates = [parse_gate("spider.delta >= 0.0"), parse_gate("spider.easy.delta >= 0.0"), parse_gate("spider.score >= 0.1")]
+    results = evaluate_gates(gates, summary)
+    raw = [violation_p_value(summary.figure("spider", g.group, g.kind, "a"), g.threshold, g.op) for g in gates]
+    assert [r.p_value for r in results] == pytest.approx(raw)
+    assert [r.p_adjusted for r in results] == pytest.approx(holm(raw))
+    assert "Holm-adjusted over 3 gates" in results[0].policy
+
+
+def test_gates_over_figures_not_run_are_errors():
+    summary = summarize(spider_records([1, 0, 1, 0], {}), ["base"], TEMPLATES)
+    results = evaluate_gates([parse_gate("mmlu.score >= 0.2"), parse_gate("spider.delta >= 0"),
+                              parse_gate("spider.score@epoch-9 >= 0"), parse_gate("spider.medium.score >= 0")], summary)
+    assert [r.verdict for r in results] == ["ERROR"] * 4
+    assert "suite 'mmlu'" in results[0].message
+    assert "no adapter" in results[1].message
+    assert "'epoch-9' was not evaluated" in results[2].message
+    assert "group 'medium'" in results[3].message
+
+
+def test_score_gates_apply_to_adapters_or_else_the_base():
+    records = spider_records([1, 0, 1, 1], {"a": [1, 1, 1, 1]})
+    with_adapter = evaluate_gates([parse_gate("spider.score >= 0.5")], summarize(records, ["base", "a"], TEMPLATES))
+    assert [r.label for r in with_adapter] == ["spider.score@a"]
+    base_only = evaluate_gates([parse_gate("spider.score >= 0.5")],
+                               summarize(records[:4], ["base"], TEMPLATES))
+    assert [r.label for r in base_only] == ["spider.score@base"]
+
+
+def test_power_warning_when_margin_is_finer_than_the_sample_resolves():
+    base = [1, 0, 0, 1, 0] * 8
+    other = [1, 0, 1, 0, 0] * 8
+    summary = summarize(spider_records(base, {"a": other}), ["base", "a"], TEMPLATES)
+    result = evaluate_gates([parse_gate("spider.delta >= -0.02")], summary)[0]
+    assert result.mde > 0.02
+    assert "smallest true change detectable with 80% power" in result.power_warning
+    coarse = evaluate_gates([parse_gate(f"spider.delta >= -{result.mde + 0.01}")], summary)[0]
+    assert coarse.power_warning is None
