@@ -71,6 +71,24 @@ def test_mmlu_five_shot_exact_text():
     assert build_prompt("mmlu-5shot", question).text == ABSTRACT_ALGEBRA_0_5SHOT
 
 
+def test_mmlu_matches_the_harness_jinja_template_on_whole_subjects():
+    """Render the harness's own ``doc_to_text`` (Jinja, from _default_template_yaml) and its few-shot assembly
+    (description + shot + " " + letter + "\\n\\n" ... + question) independently of our f-strings."""
+    jinja2 = pytest.importorskip("jinja2")
+    doc_to_text = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(
+        "{{question.strip()}}\nA. {{choices[0]}}\nB. {{choices[1]}}\nC. {{choices[2]}}\nD. {{choices[3]}}\nAnswer:")
+
+    def render(q):
+        return doc_to_text.render(question=q.question, choices=list(q.choices))
+
+    for subject in ("nutrition", "moral_disputes", "college_mathematics"):  # stray whitespace, 'None' choices
+        shots = load_mmlu("dev", subjects=[subject])[:5]
+        description = f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
+        context = description + "".join(f"{render(s)} {s.answer}\n\n" for s in shots)
+        for question in load_mmlu("test", subjects=[subject]):
+            assert mmlu_kshot_prompt(question) == context + render(question), question.id
+
+
 def test_mmlu_k_shots_are_a_prefix_chain():
     """k shots are the first k dev rows in file order: each k-shot prompt's shot block extends the (k-1)'s."""
     question = mmlu_question("high_school_geography", 7)
