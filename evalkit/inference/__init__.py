@@ -1,1 +1,148 @@
-"""Batched inference over a crash-safe cache."""
+"""Batched inference over a crash-safe cache: the two calls every suite makes of a model.
+
+- :func:`generate`: greedy continuations (Spider SQL), stopping at EOS or a stop string.
+- :func:`choice_logprobs`: the log-likelihood of each answer choice after each context (MMLU letters),
+  computed as lm-evaluation-harness's ``loglikelihood`` does, with automatic shared-prefix reuse.
+
+Both look every request up in an optional :class:`ResultCache` first, compute only what is missing, and
+write each batch's results the moment the batch finishes: a run killed half-way resumes where it died.
+The backend is the transformers one (:mod:`evalkit.inference.engine`); a model loaded through
+:func:`evalkit.inference.vllm_backend.load_vllm` goes to vLLM instead, which only then is imported.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from types import ModuleType
+from typing import Any
+
+from evalkit.errors import ConfigError
+from evalkit.inference.cache import ResultCache, default_cache_path, result_key
+from evalkit.models import LoadedModel
+
+__all__ = ["ResultCache", "choice_logprobs", "default_cache_path", "generate"]
+
+log = logging.getLogger(__name__)
+
+
+def _backend(model: LoadedModel) -> ModuleType:
+    if not isinstance(model, LoadedModel):
+        raise ConfigError(f"Expected a LoadedModel (from evalkit.models.load_model), got {type(model).__name__}. "
+                          "Fix: load the model with load_model(spec, adapter).")
+    if model.extra.get("backend") == "vllm":
+        from evalkit.inference import vllm_backend
+
+        return vllm_backend
+    from evalkit.inference import engine
+
+    return engine
+
+
+def _progress_bar(progress: bool | str, total: int, default: str, unit: str) -> Any:
+    from tqdm.auto import tqdm
+
+    desc = progress if isinstance(progress, str) else default
+    return tqdm(total=total, desc=desc, unit=unit, disable=not progress or total == 0, dynamic_ncols=True)
+
+
+def _cached_run(keys: Sequence[str], compute: Callable[[list[int]], Iterator[list[tuple[int, Any]]]], *,
+                cache: ResultCache | None, kind: str, model_key: str, progress: bool | str, unit: str) -> list[Any]:
+    """Serve ``keys`` from the cache, compute the rest (``compute`` gets the indices of distinct missing
+    keys and yields per-batch ``(index, value)`` lists), store each batch as it finishes."""
+    first: dict[str, int] = {}
+    for index, key in enumerate(keys):
+        first.setdefault(key, index)
+    results: dict[str, Any] = cache.get_many(list(first)) if cache is not None else {}
+    missing = [index for key, index in first.items() if key not in results]
+    log.info("%s: %d requests, %d distinct, %d from cache, %d to compute",
+             kind, len(keys), len(first), len(first) - len(missing), len(missing))
+    with _progress_bar(progress, len(missing), kind, unit) as bar:
+        for batch in compute(missing):
+            done = {keys[index]: value for index, value in batch}
+            if cache is not None:
+                cache.put_many(done, kind=kind, model_key=model_key)
+            results.update(done)
+            bar.update(len(batch))
+    return [results[key] for key in keys]
+
+
+def generate(model: LoadedModel, prompts: list[str], *, max_new_tokens: int = 256, stop: Sequence[str] = (),
+             batch_size: int | None = None, cache: ResultCache | None = None,
+             progress: bool | str = True) -> list[str]:
+    """Greedy continuation of each prompt (only the new text), in input order.
+
+    Batched (longest prompts first, left padded); a row stops at EOS or when its text contains one of
+    ``stop``, and the text is cut before the earliest stop string. ``batch_size=None`` sizes batches
+    automatically and halves them on out-of-memory. Deterministic: greedy decoding, no sampling.
+    """
+    backend = _backend(model)
+    if isinstance(stop, str):
+        raise ConfigError(f"stop={stop!r} is one string; pass a sequence of stop strings, e.g. stop=[{stop!r}].")
+    if max_new_tokens < 1:
+        raise ConfigError(f"max_new_tokens={max_new_tokens}: must be at least 1.")
+    for index, prompt in enumerate(prompts):
+        if not isinstance(prompt, str) or not prompt:
+            raise ConfigError(f"Prompt {index} is {prompt!r}: every prompt must be a non-empty string.")
+    stop = list(stop)
+    params = {"max_new_tokens": max_new_tokens, "stop": stop}
+    key_of_model = backend.model_key(model)
+    keys = [result_key(backend.ENGINE_VERSION, "generate", key_of_model, {"prompt": p, **params}) for p in prompts]
+
+    def compute(indices: list[int]) -> Iterator[list[tuple[int, str]]]:
+        for batch in backend.generate_batches(model, [prompts[i] for i in indices], max_new_tokens=max_new_tokens,
+                                              stop=stop, batch_size=batch_size):
+            yield [(indices[j], text) for j, text in batch]
+
+    return _cached_run(keys, compute, cache=cache, kind="generate", model_key=key_of_model, progress=progress,
+                       unit="prompt")
+
+
+def _choices_per_context(contexts: Sequence[str], choices: Sequence[str] | Sequence[Sequence[str]]) -> list[list[str]]:
+    if isinstance(choices, str):
+        raise ConfigError(f"choices={choices!r} is one string. Fix: pass a list such as [' A', ' B', ' C', ' D'].")
+    if all(isinstance(c, str) for c in choices):
+        return [list(choices)] * len(contexts)  # type: ignore[arg-type]
+    if len(choices) != len(contexts):
+        raise ConfigError(f"choices has {len(choices)} lists for {len(contexts)} contexts. Fix: pass one list of "
+                          "choices per context, or one flat list shared by all contexts.")
+    per_context = []
+    for index, options in enumerate(choices):
+        if isinstance(options, str) or not all(isinstance(c, str) for c in options):
+            raise ConfigError(f"choices[{index}] is {options!r}: each entry must be a list of strings.")
+        per_context.append(list(options))
+    return per_context
+
+
+def choice_logprobs(model: LoadedModel, contexts: list[str], choices: Sequence[str] | Sequence[Sequence[str]], *,
+                    batch_size: int | None = None, cache: ResultCache | None = None, progress: bool | str = True,
+                    share_prefix: bool = True) -> list[list[float]]:
+    """``result[i][j]``: log-likelihood of continuation ``choices[j]`` (or ``choices[i][j]``) after ``contexts[i]``.
+
+    Tokenisation, BOS handling and scoring follow lm-evaluation-harness's ``loglikelihood`` (see
+    :mod:`evalkit.inference.engine`): pass the continuation with its leading space (``" A"``), as the
+    harness's ``target_delimiter`` makes it. Contexts that share a long token prefix (few-shot prompts of
+    one subject) compute it once (``share_prefix``; off only for comparisons and benchmarks).
+    """
+    backend = _backend(model)
+    per_context = _choices_per_context(contexts, choices)
+    for index, context in enumerate(contexts):
+        if not isinstance(context, str):
+            raise ConfigError(f"Context {index} is {type(context).__name__}, not a string.")
+    pairs = [(context, choice) for context, options in zip(contexts, per_context) for choice in options]
+    key_of_model = backend.model_key(model)
+    keys = [result_key(backend.ENGINE_VERSION, "loglikelihood", key_of_model, {"context": c, "continuation": x})
+            for c, x in pairs]
+
+    def compute(indices: list[int]) -> Iterator[list[tuple[int, float]]]:
+        for batch in backend.loglikelihood_batches(model, [pairs[i] for i in indices], batch_size=batch_size,
+                                                   share_prefix=share_prefix):
+            yield [(indices[j], value) for j, value in batch]
+
+    flat = _cached_run(keys, compute, cache=cache, kind="loglikelihood", model_key=key_of_model,
+                       progress=progress, unit="choice")
+    out, start = [], 0
+    for options in per_context:
+        out.append(flat[start:start + len(options)])
+        start += len(options)
+    return out
