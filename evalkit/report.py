@@ -281,6 +281,7 @@ def _suite_caption(summary: Summary, suite: str) -> str:
 def render_tables(summary: Summary, gates: Sequence[GateResult] = ()) -> list[Table]:
     """rich tables: one per suite, then the gates."""
     from rich.table import Table
+    from rich.text import Text
 
     tables = []
     for suite, s in summary.suites.items():
@@ -290,7 +291,7 @@ def render_tables(summary: Summary, gates: Sequence[GateResult] = ()) -> list[Ta
         for i, name in enumerate(header):
             table.add_column(name, justify="left" if i == 0 else "right")
         for row in rows:
-            table.add_row(*row)
+            table.add_row(*(Text(cell) for cell in row))  # "[n/a]" is text, not rich markup
         tables.append(table)
     if gates:
         table = Table(title="Regression gates", caption=gates[0].policy, caption_justify="left")
@@ -298,7 +299,7 @@ def render_tables(summary: Summary, gates: Sequence[GateResult] = ()) -> list[Ta
             table.add_column(name)
         for g in gates:
             colour = {"PASS": "green", "FAIL": "red"}.get(g.verdict, "yellow")
-            table.add_row(g.label, g.figure_text, g.evidence, f"[{colour}]{g.verdict}[/{colour}]")
+            table.add_row(Text(g.label), Text(g.figure_text), Text(g.evidence), Text(g.verdict, style=colour))
         tables.append(table)
     return tables
 

@@ -8,7 +8,10 @@ Why these choices (each a library routine, wrapped so every report and gate uses
   items share a source (MMLU: the subject) the SE is cluster-robust, exactly Miller's
   ``sqrt(C/(C-1) * sum_c (sum_{i in c} (x_i - mean))^2) / n`` (statsmodels OLS on a constant with
   ``cov_type="cluster"``), and the interval uses t with C-1 degrees of freedom, because CI samples
-  often have only a handful of subjects and a normal quantile would overstate the certainty.
+  often have only a handful of subjects and a normal quantile would overstate the certainty. For 0/1
+  scores the clustered interval is never narrower than the Wilson interval (a design effect below 1 is
+  not credited, as survey practice does): without that floor, 0 of 4 correct across two subjects would
+  get the zero-width interval [0, 0].
 - **Two variants on the same items** (:func:`paired_delta`): the per-item difference
   ``d_i = other_i - base_i``. Its CI is the paired t interval (clustered as above when clusters are
   given), far tighter than comparing two independent CIs. The p-value: unclustered 0/1 scores use the
@@ -43,7 +46,9 @@ class Estimate:
 
     ``method`` is ``wilson`` (unclustered 0/1), ``t`` (unclustered, other values) or ``cluster-t``;
     ``df`` is the t distribution's degrees of freedom (None for Wilson, which is a normal-theory score
-    interval). ``n_clusters`` is None when no clustering was applied.
+    interval). ``n_clusters`` is None when no clustering was applied. ``wilson_floor`` marks a clustered
+    0/1 estimate whose interval is the union of the cluster-t and the Wilson intervals (``se`` stays
+    the cluster-robust SE).
     """
 
     mean: float
@@ -55,6 +60,7 @@ class Estimate:
     method: str
     df: float | None
     confidence: float
+    wilson_floor: bool = False
 
 
 @dataclass(frozen=True)
@@ -141,8 +147,12 @@ def mean_ci(values: Sequence[float], clusters: Sequence[object] | None = None, c
         return Estimate(mean, math.sqrt(mean * (1 - mean) / n), float(lo), float(hi), n, None, "wilson", None, confidence)
     mean, se, df = _mean_se_df(array, codes)
     half = _t_quantile(confidence, df) * se
-    return Estimate(mean, se, mean - half, mean + half, array.size, n_clusters,
-                    "t" if codes is None else "cluster-t", df, confidence)
+    lo, hi = mean - half, mean + half
+    if codes is not None and _is_binary(array):
+        wilson = mean_ci(array, None, confidence)
+        return Estimate(mean, se, max(0.0, min(lo, wilson.lo)), min(1.0, max(hi, wilson.hi)),
+                        array.size, n_clusters, "cluster-t", df, confidence, wilson_floor=True)
+    return Estimate(mean, se, lo, hi, array.size, n_clusters, "t" if codes is None else "cluster-t", df, confidence)
 
 
 def paired_delta(
@@ -170,7 +180,8 @@ def paired_delta(
     else:
         test = "paired t (cluster-robust SE)" if codes is not None else "paired t"
         p_value = _two_sided_t_p(delta, se, df)
-    return PairedDelta(delta, se, delta - half, delta + half, base_a.size,
+    lo, hi = (max(-1.0, delta - half), min(1.0, delta + half)) if binary else (delta - half, delta + half)
+    return PairedDelta(delta, se, lo, hi, base_a.size,
                        None if codes is None else int(codes.max()) + 1, p_value, b, c, test, df, confidence)
 
 
@@ -187,24 +198,29 @@ def violation_p_value(figure: Estimate | PairedDelta, threshold: float, directio
 
     Small means strong evidence of a violation. At level ``(1 - confidence) / 2`` this is the same
     decision as the CI lying wholly on the wrong side: for a Wilson estimate it is the score test that
-    the Wilson interval inverts, otherwise the t test that the t interval inverts.
+    the Wilson interval inverts, otherwise the t test that the t interval inverts (for a clustered 0/1
+    estimate, the larger of the two p-values, as its interval is the union of both).
     """
     if direction not in (">=", "<="):
         raise ValueError(f"direction must be '>=' or '<=', got {direction!r}.")
     point = figure.delta if isinstance(figure, PairedDelta) else figure.mean
     sign = 1.0 if direction == ">=" else -1.0  # z > 0: the estimate sits on the passing side, so p > 0.5
+    violated = point < threshold if direction == ">=" else point > threshold
     if isinstance(figure, Estimate) and figure.method == "wilson":
-        if not 0 < threshold < 1:  # a proportion cannot sit strictly beyond 0 or 1
-            violated = point < threshold if direction == ">=" else point > threshold
-            return 0.0 if violated else 1.0
-        z = sign * (point - threshold) / math.sqrt(threshold * (1 - threshold) / figure.n)
-        return float(sps.norm.cdf(z))
+        return _wilson_violation_p(point, threshold, figure.n, sign, violated)
     if math.isnan(figure.se):
         return math.nan
-    if figure.se == 0:
-        violated = point < threshold if direction == ">=" else point > threshold
+    p = (0.0 if violated else 1.0) if figure.se == 0 else float(sps.t.cdf(sign * (point - threshold) / figure.se, figure.df))
+    if isinstance(figure, Estimate) and figure.wilson_floor:  # a union of two intervals: both must show it
+        return max(p, _wilson_violation_p(point, threshold, figure.n, sign, violated))
+    return p
+
+
+def _wilson_violation_p(point: float, threshold: float, n: int, sign: float, violated: bool) -> float:
+    """The one-sided score test that the Wilson interval inverts."""
+    if not 0 < threshold < 1:  # a proportion cannot sit strictly beyond 0 or 1
         return 0.0 if violated else 1.0
-    return float(sps.t.cdf(sign * (point - threshold) / figure.se, figure.df))
+    return float(sps.norm.cdf(sign * (point - threshold) / math.sqrt(threshold * (1 - threshold) / n)))
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

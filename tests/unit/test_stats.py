@@ -64,9 +64,23 @@ def test_single_cluster_falls_back_to_unclustered():
     assert est.n_clusters is None and est.method == "wilson"
 
 
-def test_no_variation_gives_zero_width_clustered_interval():
-    est = mean_ci([0.0] * 6, clusters=list("aabbcc"))
-    assert (est.mean, est.se, est.lo, est.hi) == (0.0, 0.0, 0.0, 0.0)
+def test_no_variation_gives_zero_width_clustered_interval_for_non_binary_scores():
+    est = mean_ci([0.5] * 6, clusters=list("aabbcc"))
+    assert (est.mean, est.se, est.lo, est.hi) == (0.5, 0.0, 0.5, 0.5)
+
+
+def test_clustered_binary_interval_is_never_narrower_than_wilson():
+    none_right = mean_ci([0, 0, 0, 0], clusters=["algebra", "algebra", "law", "law"])
+    wilson = mean_ci([0, 0, 0, 0])
+    assert none_right.method == "cluster-t" and none_right.wilson_floor and none_right.se == 0.0
+    assert (none_right.lo, none_right.hi) == (wilson.lo, wilson.hi)
+    rng = np.random.default_rng(2)
+    values = rng.integers(0, 2, 60)
+    clusters = np.repeat(list("abc"), 20)
+    est = mean_ci(values, clusters)
+    half = sps.t.ppf(0.975, 2) * miller_clustered_se(values.astype(float), clusters)
+    assert est.lo == pytest.approx(max(0.0, min(values.mean() - half, mean_ci(values).lo)))
+    assert est.hi == pytest.approx(min(1.0, max(values.mean() + half, mean_ci(values).hi)))
 
 
 def test_paired_unclustered_binary_uses_exact_mcnemar():
@@ -129,10 +143,15 @@ def test_mismatched_inputs_raise_clear_errors():
         mean_ci([1.0, float("nan")])
 
 
-@pytest.mark.parametrize("values", [[1] * 30 + [0] * 70, [0.3, 0.5, 0.1, 0.9, 0.4, 0.2, 0.6]])
+@pytest.mark.parametrize(("values", "clusters"), [
+    ([1] * 30 + [0] * 70, None),
+    ([0.3, 0.5, 0.1, 0.9, 0.4, 0.2, 0.6], None),
+    ([1] * 30 + [0] * 70, ["a", "b", "c", "d"] * 25),  # clustered 0/1: the union of cluster-t and Wilson
+    ([1] * 12 + [0] * 18 + [1] * 3 + [0] * 27, ["a"] * 30 + ["b"] * 30),
+])
 @pytest.mark.parametrize("direction", [">=", "<="])
-def test_violation_p_value_agrees_with_the_interval(values, direction):
-    est = mean_ci(values)
+def test_violation_p_value_agrees_with_the_interval(values, clusters, direction):
+    est = mean_ci(values, clusters)
     for threshold in np.linspace(0.01, 0.99, 99):
         ci_says_violated = est.hi < threshold if direction == ">=" else est.lo > threshold
         assert (violation_p_value(est, threshold, direction) < 0.025) == ci_says_violated, threshold
