@@ -31,6 +31,8 @@ from evalkit.errors import ConfigError, DataError
 
 Header = Literal["harness", "hendrycks"]
 MAX_MMLU_SHOTS = 5  # MMLU's dev split has exactly 5 questions per subject
+# What is scored after an MMLU prompt: the harness's target_delimiter " " before each answer letter.
+MMLU_CONTINUATIONS = tuple(f" {letter}" for letter in LETTERS)
 
 
 class ChatTokenizer(Protocol):

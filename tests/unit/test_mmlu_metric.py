@@ -17,7 +17,7 @@ from evalkit.metrics.mmlu_accuracy import (
     mmlu_test_case,
     summarize,
 )
-from evalkit.prompts import build_prompt
+from evalkit.prompts import MMLU_CONTINUATIONS, build_prompt
 
 HISTONES_CHOICES = ("Lipids", "Carbohydrates", "Nucleotides", "Proteins")
 
@@ -138,7 +138,8 @@ def test_summarize_known_answers_on_real_questions():
     assert sum(e.n for e in summary.categories.values()) == summary.n
     assert summary.predicted == {"A": len(questions) - 1, "B": 0, "C": 0, "D": 0, "unparseable": 1}
     assert summary.unparseable == 1 and summary.predicted_share("A") == pytest.approx(1 - 1 / len(questions))
-    assert [r["scope"] for r in summary.rows()[:3]] == ["overall (micro)", "macro (mean of subjects)", "category humanities"]
+    assert [r["scope"] for r in summary.rows()[:3]] == [
+        "overall (micro)", "macro (mean of subjects)", "category humanities"]
 
 
 def test_summarize_from_metrics_and_rejects_duplicates(histones):
@@ -152,13 +153,13 @@ def test_summarize_from_metrics_and_rejects_duplicates(histones):
 
 @pytest.mark.model
 def test_metric_on_real_logprobs_from_the_embedded_model(embedded_model):
-    """Five real 5-shot questions through the engine's log-likelihoods and the metric."""
+    """Six real 5-shot questions (two subjects, so the engine shares each subject's few-shot prefix)
+    through the engine's log-likelihoods and the metric."""
     from evalkit.inference import choice_logprobs
 
-    questions = [load_mmlu("test", subjects=[s])[0] for s in ("abstract_algebra", "nutrition", "sociology",
-                                                            "world_religions", "high_school_geography")]
+    questions = [q for s in ("nutrition", "sociology") for q in load_mmlu("test", subjects=[s])[:3]]
     prompts = [build_prompt("mmlu-5shot", q) for q in questions]
-    logprobs = choice_logprobs(embedded_model, [p.text for p in prompts])
+    logprobs = choice_logprobs(embedded_model, [p.text for p in prompts], MMLU_CONTINUATIONS, progress=False)
     scores = []
     for question, prompt, row in zip(questions, prompts, logprobs):
         case = mmlu_test_case(question, prompt.text, logprobs=row, template=prompt.template)
@@ -169,4 +170,5 @@ def test_metric_on_real_logprobs_from_the_embedded_model(embedded_model):
         assert metric.reason.startswith(f"predicted {metric.predicted}, gold {question.answer}; log-probs A ")
         scores.append(MMLUScore.from_metric(question, metric))
     summary = summarize(scores)
-    assert summary.n == 5 and sum(summary.predicted.values()) == 5 and summary.unparseable == 0
+    print(*(f"{s.id}: {s.predicted} (gold {s.gold})" for s in scores), sep="\n")
+    assert summary.n == 6 and sum(summary.predicted.values()) == 6 and summary.unparseable == 0

@@ -83,7 +83,8 @@ def test_mmlu_matches_the_harness_jinja_template_on_whole_subjects():
 
     for subject in ("nutrition", "moral_disputes", "college_mathematics"):  # stray whitespace, 'None' choices
         shots = load_mmlu("dev", subjects=[subject])[:5]
-        description = f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
+        words = subject.replace("_", " ")
+        description = f"The following are multiple choice questions (with answers) about {words}.\n\n"
         context = description + "".join(f"{render(s)} {s.answer}\n\n" for s in shots)
         for question in load_mmlu("test", subjects=[subject]):
             assert mmlu_kshot_prompt(question) == context + render(question), question.id
@@ -129,7 +130,8 @@ def test_spider_chat_messages_hold_instruction_schema_and_question(dev_example):
 @pytest.mark.model
 def test_spider_chat_prompt_uses_the_model_chat_template(dev_example, embedded_model):
     text = spider_chat_prompt(dev_example, embedded_model.tokenizer)
-    assert text.startswith(f"<|im_start|>system\n{SPIDER_SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\nDatabase schema:\n")
+    assert text.startswith(
+        f"<|im_start|>system\n{SPIDER_SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\nDatabase schema:\n")
     assert text.endswith("Question: How many singers do we have?<|im_end|>\n<|im_start|>assistant\n")
     assert "You are a helpful AI assistant" not in text  # our system turn replaces SmolLM2's default one
     record = build_prompt("spider-chat", dev_example, embedded_model.tokenizer)
@@ -150,7 +152,8 @@ def test_spider_fewshot_prompt_is_three_fixed_train_examples_then_the_question(d
                               "WHERE T2.Price > 4000000;")
     assert blocks[4].endswith("Question: How many singers do we have?\nSQL:")
     assert spider_fewshot_prompt(dev_example, shots=0) == (
-        f"{SPIDER_SYSTEM_PROMPT}\n\nDatabase schema:\n{dev_example.schema()}\n\nQuestion: How many singers do we have?\nSQL:"
+        f"{SPIDER_SYSTEM_PROMPT}\n\nDatabase schema:\n{dev_example.schema()}\n\n"
+        "Question: How many singers do we have?\nSQL:"
     )
 
 
