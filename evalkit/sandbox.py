@@ -261,9 +261,7 @@ def execute(db_path: Path, sql: str, limits: Limits, connections: _Connections) 
                 raise sqlite3.OperationalError("interrupted")
         columns = tuple(column[0] for column in cursor.description or ())
         return ExecResult(ExecStatus.OK, rows=rows, columns=columns, elapsed_s=time.monotonic() - start)
-    except BaseException as exc:  # noqa: BLE001 - MemoryError and RecursionError included
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            raise
+    except Exception as exc:  # noqa: BLE001 - untrusted input; MemoryError and RecursionError included
         status, message = _classify(exc, guard)
         return ExecResult(status, message=message, elapsed_s=time.monotonic() - start)
     finally:
@@ -295,6 +293,7 @@ def _serve(fd: int, limits: Limits) -> None:
     _cap_worker_memory(limits)
     channel = Connection(fd)
     connections = _Connections(limits)
+    channel.send("ready")  # start-up (imports) must not eat into the first query's budget
     while True:
         try:
             db_path, sql = channel.recv()
@@ -311,9 +310,10 @@ class Sandbox:
     """
 
     def __init__(self, limits: Limits | None = None, *, isolation: bool = True, grace_s: float = 2.0) -> None:
+        """``grace_s``: how long past the budget the worker may stay silent before it is killed."""
         self.limits = limits or Limits()
         self.isolation = isolation
-        self.hard_timeout_s = self.limits.timeout_s + max(grace_s, self.limits.timeout_s)
+        self.hard_timeout_s = self.limits.timeout_s + grace_s
         self.restarts = 0
         self._lock = threading.Lock()
         self._local = _Connections(self.limits) if not isolation else None
@@ -340,7 +340,9 @@ class Sandbox:
         if self._process is not None and self._process.poll() is not None:
             self._restart()
         if self._process is None:
-            self._start_worker()
+            failure = self._start_worker()
+            if failure:
+                return ExecResult(ExecStatus.EXECUTION_ERROR, message=failure)
         try:
             self._channel.send((str(path), sql))
             if self._channel.poll(self.hard_timeout_s):
@@ -365,7 +367,7 @@ class Sandbox:
         self._stop_worker(kill=True)
         self.restarts += 1
 
-    def _start_worker(self) -> None:
+    def _start_worker(self) -> str | None:
         """A fresh interpreter running :func:`_serve` on one end of a socket pair.
 
         Not ``multiprocessing``: its spawn mode re-imports the caller's ``__main__`` (scripts without a
@@ -381,6 +383,14 @@ class Sandbox:
                 env=env,
             )
         self._channel = Connection(parent.detach())
+        try:
+            if self._channel.poll(_WORKER_START_S) and self._channel.recv() == "ready":
+                return None
+        except (EOFError, OSError):
+            pass
+        code = self._process.poll()
+        self._restart()
+        return f"the sandbox worker did not start within {_WORKER_START_S:.0f} s (exit code {code}); see its stderr"
 
     def _stop_worker(self, *, kill: bool) -> None:
         if self._process is None:
@@ -411,6 +421,7 @@ class Sandbox:
 
 
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # so the worker imports this very evalkit
+_WORKER_START_S = 60.0
 _WORKER_COMMAND = "import json, sys, evalkit.sandbox as s; s._serve(int(sys.argv[1]), s.Limits(**json.loads(sys.argv[2])))"
 _default: Sandbox | None = None
 _default_lock = threading.Lock()
