@@ -1,0 +1,174 @@
+"""The inference engine on the real embedded model and real MMLU / Spider prompts.
+
+Equivalence (prefix reuse == full computation == the harness's algorithm), batched == one at a time,
+stop strings, the warm cache, and a SIGKILLed run that resumes from its cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from evalkit.data.mmlu import load_mmlu
+from evalkit.data.spider import load_spider
+from evalkit.inference import ResultCache, choice_logprobs, generate
+from evalkit.inference.engine import _build_rows, encode_pairs, plan_prefix_groups
+from evalkit.models import LoadedModel
+from evalkit.prompts import mmlu_kshot_prompt, spider_chat_prompt
+
+pytestmark = pytest.mark.model
+LETTERS = [" A", " B", " C", " D"]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _mmlu_prompts(subjects: list[str], per_subject: int, shots: int) -> list[str]:
+    return [mmlu_kshot_prompt(q, shots=shots) for s in subjects for q in load_mmlu("test", subjects=[s])[:per_subject]]
+
+
+def _harness_loglikelihood(model: LoadedModel, context: str, continuation: str) -> float:
+    """lm-evaluation-harness's HF ``loglikelihood`` for one request, written out step by step, unbatched."""
+    tok = model.tokenizer
+    spaces = len(context) - len(context.rstrip())
+    if context and spaces:
+        context, continuation = context[:-spaces], context[-spaces:] + continuation
+    if context:
+        ctx = tok(context, add_special_tokens=False)["input_ids"]
+        cont = tok(context + continuation, add_special_tokens=False)["input_ids"][len(ctx):]
+    else:
+        ctx, cont = [tok.bos_token_id], tok(continuation, add_special_tokens=False)["input_ids"]
+    inp = torch.tensor([(ctx + cont)[:-1]])
+    with torch.no_grad():
+        logprobs = torch.log_softmax(model.model(inp).logits[0].float(), dim=-1)
+    first = inp.shape[1] - len(cont)
+    return sum(float(logprobs[first + k, token]) for k, token in enumerate(cont))
+
+
+def test_tokenisation_matches_the_harness_split(embedded_model: LoadedModel) -> None:
+    tok = embedded_model.tokenizer
+    (ctx, cont), (ctx2, cont2), (ctx3, cont3) = encode_pairs(
+        tok, [("Q?\nAnswer:", " A"), ("Q?\nAnswer: ", "A"), ("", "Hello")]
+    )
+    assert cont == [tok.convert_tokens_to_ids("ĠA")] == tok(" A", add_special_tokens=False)["input_ids"]
+    assert (ctx, cont) == (ctx2, cont2)  # the trailing space moves to the continuation
+    assert ctx3 == [tok.bos_token_id] and cont3 == tok("Hello", add_special_tokens=False)["input_ids"]
+    assert tok.bos_token_id not in ctx  # no BOS prepended to a non-empty context (harness add_bos_token=False)
+
+
+def test_scores_equal_the_harness_computation(embedded_model: LoadedModel) -> None:
+    mmlu = _mmlu_prompts(["astronomy"], 1, shots=1)[0]
+    cases = [(mmlu, " C"), ("The capital of France is ", "Paris"), ("", "Hello world"),
+             ("SELECT name FROM singer", " WHERE age > 30 ORDER BY name;")]
+    got = choice_logprobs(embedded_model, [c for c, _ in cases], [[x] for _, x in cases], progress=False)
+    for (context, continuation), [value] in zip(cases, got):
+        assert value == pytest.approx(_harness_loglikelihood(embedded_model, context, continuation), abs=1e-4)
+    assert got[3][0] < got[1][0] < 0  # a 12-token continuation is far less likely than one word
+
+
+def test_prefix_reuse_equals_full_computation_on_real_mmlu_prompts(embedded_model: LoadedModel) -> None:
+    prompts = _mmlu_prompts(["abstract_algebra", "anatomy"], 3, shots=5)
+    rows = _build_rows(encode_pairs(embedded_model.tokenizer, [(p, " A") for p in prompts]), 8192)
+    groups = plan_prefix_groups(rows)
+    assert sorted(len(members) for prefix, members in groups if prefix) == [3, 3]
+    assert min(prefix for prefix, _ in groups) > 250  # header + five solved questions
+    full = choice_logprobs(embedded_model, prompts, LETTERS, batch_size=1, share_prefix=False, progress=False)
+    shared = choice_logprobs(embedded_model, prompts, LETTERS, progress=False)
+    batched = choice_logprobs(embedded_model, prompts, LETTERS, share_prefix=False, progress=False)
+    diff_shared = max(abs(a - b) for x, y in zip(full, shared) for a, b in zip(x, y))
+    diff_batched = max(abs(a - b) for x, y in zip(full, batched) for a, b in zip(x, y))
+    assert diff_shared < 1e-4 and diff_batched < 1e-4, (diff_shared, diff_batched)
+    assert all(-20 < v < 0 for row in full for v in row)
+
+
+@pytest.fixture(scope="module")
+def spider_prompts(embedded_model: LoadedModel) -> list[str]:
+    return [spider_chat_prompt(ex, embedded_model.tokenizer) for ex in load_spider("dev")[:4]]
+
+
+def test_generation_batched_equals_one_at_a_time_and_stops(embedded_model: LoadedModel,
+                                                           spider_prompts: list[str]) -> None:
+    # Different lengths in one batch: left padding must not change any row.
+    prompts = [spider_prompts[0], spider_prompts[2],
+               "<|im_start|>user\nName one planet.<|im_end|>\n<|im_start|>assistant\n"]
+    batched = generate(embedded_model, prompts, max_new_tokens=32, progress=False)
+    single = generate(embedded_model, prompts, max_new_tokens=32, batch_size=1, progress=False)
+    assert batched == single  # deterministic, whatever the batch composition
+    assert all(text and "<|im_end|>" not in text for text in batched)
+    assert batched[1].startswith("SELECT")  # the model writes SQL for this Spider question
+    stopped = generate(embedded_model, prompts, max_new_tokens=32, stop=[";", "."], progress=False)
+    for full, cut in zip(batched, stopped):
+        assert ";" not in cut and "." not in cut
+        assert cut == full.split(";")[0].split(".")[0]
+    assert sum(len(cut) < len(full) for full, cut in zip(batched, stopped)) >= 2
+
+
+def test_warm_cache_serves_everything_and_keys_on_the_model(embedded_model: LoadedModel, tmp_path: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="evalkit.inference")
+    cache = ResultCache(tmp_path / "results.sqlite")
+    prompts = _mmlu_prompts(["virology"], 3, shots=0)
+    cold = choice_logprobs(embedded_model, prompts + prompts[:1], LETTERS, cache=cache, progress=False)
+    assert "16 requests, 12 distinct, 0 from cache, 12 to compute" in caplog.text
+    caplog.clear()
+    warm = choice_logprobs(embedded_model, prompts + prompts[:1], LETTERS, cache=cache, progress=False)
+    assert warm == cold and "12 from cache, 0 to compute" in caplog.text
+    # Another adapter is another model: nothing is served from the base model's entries.
+    other = dataclasses.replace(embedded_model, adapter_fingerprint="0123456789abcdef")
+    caplog.clear()
+    choice_logprobs(other, prompts[:1], LETTERS, cache=cache, progress=False)
+    assert "0 from cache, 4 to compute" in caplog.text
+    caplog.clear()
+    generate(embedded_model, prompts[:1], max_new_tokens=4, cache=cache, progress=False)
+    generate(embedded_model, prompts[:1], max_new_tokens=5, cache=cache, progress=False)
+    assert caplog.text.count("0 from cache, 1 to compute") == 2  # decoding parameters are part of the key
+
+
+CHILD = """
+import json, sys
+from evalkit.inference import ResultCache, generate
+from evalkit.models import load_model
+prompts = json.load(open(sys.argv[1]))
+generate(load_model(), prompts, max_new_tokens=8, batch_size=1, cache=ResultCache(sys.argv[2]), progress=False)
+print("finished")
+"""
+
+
+def test_killed_run_resumes_from_its_cache(embedded_model: LoadedModel, tmp_path: Path,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    prompts = _mmlu_prompts(["high_school_geography"], 8, shots=0)
+    (tmp_path / "prompts.json").write_text(json.dumps(prompts))
+    path = tmp_path / "results.sqlite"
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path / "prompts.json"), str(path)],
+                             cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    deadline = time.monotonic() + 120
+    done = 0
+    while done < 2:
+        assert child.poll() is None, f"child ended before being killed: {child.communicate()}"
+        assert time.monotonic() < deadline, "child wrote no results in 120 s"
+        time.sleep(0.05)
+        if path.exists():
+            with ResultCache(path) as probe:
+                done = len(probe)
+    child.send_signal(signal.SIGKILL)
+    child.communicate()
+    assert child.returncode == -signal.SIGKILL
+    with ResultCache(path) as probe:
+        done = len(probe)
+    assert 2 <= done < len(prompts), done
+
+    caplog.set_level(logging.INFO, logger="evalkit.inference")
+    resumed = generate(embedded_model, prompts, max_new_tokens=8, batch_size=1, cache=ResultCache(path),
+                       progress=False)
+    assert f"{done} from cache, {len(prompts) - done} to compute" in caplog.text
+    fresh = generate(embedded_model, prompts, max_new_tokens=8, batch_size=1, progress=False)
+    assert resumed == fresh

@@ -1,0 +1,91 @@
+"""The engine's planning, without a model: prefix groups, stop strings, batch limits and out-of-memory back-off."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from evalkit.errors import ConfigError, EvalkitError
+from evalkit.inference import _choices_per_context
+from evalkit.inference.engine import BatchLimits, _build_rows, cut_at_stop, plan_prefix_groups, run_adaptive
+
+
+def _subject(header: int, shots: int, question_lengths: list[int]) -> list[tuple[list[int], list[int]]]:
+    """(context, continuation) token lists shaped like 5-shot MMLU: a shared header+shots, then the question."""
+    prefix = [1000 + header] + list(range(shots))
+    return [(prefix + [5000 + 100 * header + q] * n, [330]) for q, n in enumerate(question_lengths)]
+
+
+def test_rows_of_one_subject_share_their_prefix_and_subjects_do_not() -> None:
+    requests = _subject(1, 300, [20, 35, 20]) + _subject(2, 300, [10, 40]) + [([7] * 50, [330]), ([8] * 30, [389])]
+    groups = plan_prefix_groups(_build_rows(requests, max_length=8192))
+    shared = sorted((prefix, len(rows)) for prefix, rows in groups)
+    assert shared == [(0, 2), (301, 2), (301, 3)]
+
+
+def test_identical_inputs_merge_and_the_prefix_never_covers_a_scored_position() -> None:
+    context = list(range(200))
+    requests = [(context, [330]), (context, [389]), (context, [340, 12, 13]), (context + [9], [1])]
+    rows = _build_rows(requests, max_length=8192)
+    assert sorted(len(r.targets) for r in rows) == [1, 1, 2]  # the two one-token letters share one input
+    (prefix, members), = plan_prefix_groups(rows)
+    assert len(members) == 3
+    for row in members:
+        assert prefix <= len(row.tokens) - row.n_scored  # every scored position runs in the suffix pass
+    assert prefix == 199
+
+
+def test_left_truncation_keeps_the_end_like_the_harness() -> None:
+    (row,) = _build_rows([(list(range(100)), [500, 501])], max_length=10)
+    assert row.tokens == tuple(range(91, 100)) + (500,) and row.n_scored == 2
+    with pytest.raises(ConfigError, match="continuation has 12 tokens, more than the model's 10"):
+        _build_rows([([1], list(range(12)))], max_length=10)
+
+
+def test_cut_at_stop_uses_the_earliest_stop_string() -> None:
+    assert cut_at_stop("SELECT 1;\n\nThen more", [";", "\n\n"]) == "SELECT 1"
+    assert cut_at_stop("no stop here", [";", ""]) == "no stop here"
+    assert cut_at_stop("a\n\nb;", ["\n\n", ";"]) == "a"
+
+
+def test_choices_shared_or_per_context() -> None:
+    assert _choices_per_context(["x", "y"], [" A", " B"]) == [[" A", " B"], [" A", " B"]]
+    assert _choices_per_context(["x", "y"], [[" yes"], [" no", " maybe"]]) == [[" yes"], [" no", " maybe"]]
+    with pytest.raises(ConfigError, match="one string"):
+        _choices_per_context(["x"], " A")
+    with pytest.raises(ConfigError, match="2 lists for 3 contexts"):
+        _choices_per_context(["x", "y", "z"], [[" a"], [" b"]])
+
+
+def test_batches_respect_limits_and_halve_on_out_of_memory() -> None:
+    items = list(range(20, 0, -1))  # costs 20..1, longest first
+    seen: list[list[int]] = []
+
+    def run(chunk: list[int]) -> list[int]:
+        if sum(chunk) > 40:  # a real torch OOM exception, raised where a device would raise it
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        seen.append(chunk)
+        return chunk
+
+    limits = BatchLimits(max_rows=8, max_tokens=10_000)
+    done = [x for batch in run_adaptive(items, lambda x: x, limits, run) for x in batch]
+    assert done == items  # nothing lost, nothing repeated, order kept
+    assert limits.max_rows < 8 and all(sum(chunk) <= 40 for chunk in seen)
+    token_limited = BatchLimits(max_rows=100, max_tokens=45)
+    assert [len(b) for b in run_adaptive(items, lambda x: x, token_limited, lambda c: c)][:2] == [2, 2]
+
+
+def test_out_of_memory_on_one_item_is_a_clear_error_and_other_errors_pass_through() -> None:
+    def always_oom(chunk: list[int]) -> list[int]:
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 99999999999 bytes")
+
+    with pytest.raises(EvalkitError, match="Out of memory on a single request of 7 tokens"):
+        list(run_adaptive([7, 6], lambda x: x, BatchLimits(2, 100), always_oom))
+
+    def broken(chunk: list[int]) -> list[int]:
+        raise RuntimeError("shape mismatch")
+
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        list(run_adaptive([7, 6], lambda x: x, BatchLimits(2, 100), broken))
+    with pytest.raises(ConfigError, match="batch_size=0"):
+        BatchLimits.for_model(None, "score", 0)  # type: ignore[arg-type]
