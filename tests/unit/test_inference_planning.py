@@ -89,3 +89,21 @@ def test_out_of_memory_on_one_item_is_a_clear_error_and_other_errors_pass_throug
         list(run_adaptive([7, 6], lambda x: x, BatchLimits(2, 100), broken))
     with pytest.raises(ConfigError, match="batch_size=0"):
         BatchLimits.for_model(None, "score", 0)  # type: ignore[arg-type]
+
+
+def test_vllm_is_imported_only_when_asked_for() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, evalkit.inference, evalkit.inference.engine, evalkit.inference.cache; "
+            "print('vllm' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
+    from evalkit.errors import ModelLoadError
+    from evalkit.inference.vllm_backend import load_vllm
+
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        with pytest.raises(ModelLoadError, match=r"needs vllm and a CUDA GPU\. Fix: pip install -e '\.\[gpu\]'"):
+            load_vllm()
