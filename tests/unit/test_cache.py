@@ -101,13 +101,18 @@ def test_damaged_database_is_set_aside(tmp_path: Path) -> None:
     assert list(tmp_path.glob("results.sqlite.corrupt-*"))
 
 
-def test_foreign_database_is_refused_and_left_untouched(tmp_path: Path) -> None:
-    path = tmp_path / "mine.sqlite"
+def _sql(path: Path, *statements: str) -> None:
+    """Change the file behind the cache's back, as another program (or a person) would."""
     conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE singer (id INTEGER, name TEXT)")
-    conn.execute("INSERT INTO singer VALUES (1, 'Joe')")
+    for statement in statements:
+        conn.execute(statement)
     conn.commit()
     conn.close()
+
+
+def test_foreign_database_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "mine.sqlite"
+    _sql(path, "CREATE TABLE singer (id INTEGER, name TEXT)", "INSERT INTO singer VALUES (1, 'Joe')")
     before = path.read_bytes()
     with pytest.raises(EvalkitError, match=r"mine\.sqlite is a SQLite database but not a tradeoff result cache "
                                            r"\(tables: singer\).*Fix: pass another cache path"):
@@ -118,10 +123,7 @@ def test_foreign_database_is_refused_and_left_untouched(tmp_path: Path) -> None:
 def test_other_schema_version_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "r.sqlite"
     ResultCache(path).put_many({"x": 1}, kind="test", model_key="m")
-    conn = sqlite3.connect(path)
-    conn.execute("UPDATE meta SET value = '0' WHERE name = 'version'")
-    conn.commit()
-    conn.close()
+    _sql(path, "UPDATE meta SET value = '0' WHERE name = 'version'")
     with pytest.raises(EvalkitError, match=r"schema version '0'.*Fix: delete the file"):
         ResultCache(path).get_many(["x"])
 
@@ -129,9 +131,6 @@ def test_other_schema_version_is_refused(tmp_path: Path) -> None:
 def test_tampered_entry_is_an_error_not_a_wrong_result(tmp_path: Path) -> None:
     path = tmp_path / "r.sqlite"
     ResultCache(path).put_many({"x": 1.5}, kind="test", model_key="m")
-    conn = sqlite3.connect(path)
-    conn.execute("UPDATE results SET value = '1.5 or so' WHERE key = 'x'")
-    conn.commit()
-    conn.close()
+    _sql(path, "UPDATE results SET value = '1.5 or so' WHERE key = 'x'")
     with pytest.raises(EvalkitError, match="not valid JSON.*Fix: delete the file"):
         ResultCache(path).get_many(["x"])
