@@ -14,7 +14,8 @@ from training.config import load_config
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m training",
+                                     description="Fine-tune a LoRA or QLoRA adapter on Spider train from a config file.")
     parser.add_argument("--config", required=True, help="YAML or JSON training config (see training/configs/)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in the config's output_dir from its last checkpoint")
