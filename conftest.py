@@ -10,3 +10,8 @@ for _name, _value in {
     "TOKENIZERS_PARALLELISM": "false",
 }.items():
     os.environ.setdefault(_name, _value)
+
+# The evaluation plugin (options, parametrization of tests/eval, summary, gates). It is inert in runs
+# that collect no evaluation test; tests/eval itself is excluded from plain `pytest` (pytest.ini).
+# pytester runs the plugin's own end-to-end tests (tests/e2e/test_plugin.py).
+pytest_plugins = ["evalkit.plugin", "pytester"]

@@ -180,7 +180,9 @@ def paired_delta(
     else:
         test = "paired t (cluster-robust SE)" if codes is not None else "paired t"
         p_value = _two_sided_t_p(delta, se, df)
-    lo, hi = (max(-1.0, delta - half), min(1.0, delta + half)) if binary else (delta - half, delta + half)
+    lo, hi = delta - half, delta + half
+    if binary:  # a difference of two proportions lies in [-1, 1] (NaN, for n < 2, stays NaN)
+        lo, hi = float(np.clip(lo, -1.0, 1.0)), float(np.clip(hi, -1.0, 1.0))
     return PairedDelta(delta, se, lo, hi, base_a.size,
                        None if codes is None else int(codes.max()) + 1, p_value, b, c, test, df, confidence)
 

@@ -1,0 +1,271 @@
+"""The pytest plugin end to end: real pytest runs (pytester subprocesses) of the real tests/eval files on
+the embedded model, small real Spider/MMLU samples and a real (random) LoRA adapter.
+
+The runs share one result cache (module scope), so the model computes each output once and later runs
+mostly exercise collection, scoring, aggregation and reporting. Expected counts come from the data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evalkit.data.spider import load_spider
+
+pytestmark = pytest.mark.model
+
+EVAL_TESTS = Path(__file__).resolve().parents[1] / "eval"
+ROOT = Path(__file__).resolve().parents[2]
+SPIDER_DB = "concert_singer"
+MMLU_SUBJECTS = ("abstract_algebra", "philosophy")  # STEM and humanities
+MMLU_PER_SUBJECT = 2
+# Options are passed as --name=value: pytest pre-parses the command line before the conftest registers
+# the plugin's options, and would take a separate path value for a test path (with the wrong rootdir).
+SMALL = (f"--spider-dbs={SPIDER_DB}", "--spider-sample=1", f"--mmlu-subjects={','.join(MMLU_SUBJECTS)}",
+         f"--mmlu-sample={MMLU_PER_SUBJECT}", "--mmlu-shots=0", "--max-new-tokens=24")
+
+
+def levels_on(db_id: str, data_dir: Path) -> int:
+    """Hardness levels present among a database's dev examples (the sample takes one of each)."""
+    return len({ex.hardness for ex in load_spider("dev", data_dir) if ex.db_id == db_id})
+
+
+@pytest.fixture(scope="module")
+def adapter(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real LoRA adapter file for the embedded model: random A and B (B != 0), so it changes outputs."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from evalkit.models import load_model
+
+    torch.manual_seed(0)
+    base = load_model("smollm2-135m")
+    model = get_peft_model(base.model, LoraConfig(r=4, lora_alpha=4, target_modules=["q_proj", "v_proj"],
+                                                  init_lora_weights=False))
+    path = tmp_path_factory.mktemp("adapter") / "lora"
+    model.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def results_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("results-cache")
+
+
+def make_project(path: Path) -> None:
+    """A user's project: the real evaluation test files and a conftest that loads the plugin."""
+    (path / "conftest.py").write_text('pytest_plugins = ["evalkit.plugin"]\n')
+    (path / "pytest.ini").write_text("[pytest]\nasyncio_default_fixture_loop_scope = function\nfilterwarnings =\n"
+                                     "    ignore::DeprecationWarning\n")
+    for name in ("test_spider.py", "test_mmlu.py"):
+        (path / name).write_text((EVAL_TESTS / name).read_text())
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    make_project(pytester.path)
+    return pytester
+
+
+class Run:
+    """One finished pytest run: exit code, output, and the report files it wrote."""
+
+    def __init__(self, result: pytest.RunResult, report_dir: Path) -> None:
+        self.result = result
+        self.rc = int(result.ret)
+        self.out = result.stdout.str() + result.stderr.str()
+        self.report_dir = report_dir
+        path = report_dir / "tradeoff.json"
+        self.json: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+
+    def cases(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in (self.report_dir / "cases.jsonl").read_text().splitlines()]
+
+    def stable_json(self) -> dict[str, Any]:
+        """Everything but the run's timing and machine details (and where its report went)."""
+        data = {k: v for k, v in self.json.items() if k != "run"}
+        data["config"] = {k: v for k, v in data["config"].items() if k != "report_dir"}
+        return data
+
+
+def run_args(data_dir: Path, cache: Path, report: Path, *args: str) -> list[str]:
+    return ["-p", "no:cacheprovider", "--tb=line", "-rs", f"--data-dir={data_dir}", f"--results-cache={cache}",
+            f"--report-dir={report}", *args]
+
+
+def run(pytester: pytest.Pytester, data_dir: Path, cache: Path, *args: str, name: str = "report") -> Run:
+    report = pytester.path / name
+    return Run(pytester.runpytest_subprocess(*run_args(data_dir, cache, report, *args), timeout=600), report)
+
+
+@pytest.fixture(scope="module")
+def joint(tmp_path_factory, data_dir, results_cache, adapter) -> Run:
+    """The reference run, shared by several tests: base + adapter on the small sample, with passing gates.
+
+    Module-scoped (pytester is per test), so it is the same subprocess pytester would start."""
+    path = tmp_path_factory.mktemp("joint")
+    make_project(path)
+    command = [sys.executable, "-m", "pytest", *run_args(data_dir, results_cache, path / "report", *SMALL,
+                                                          f"--adapter=lora={adapter}", "-v",
+                                                          "--gate", "mmlu.delta >= -1", "--gate", "spider.score >= 0")]
+    started = time.monotonic()
+    done = subprocess.run(command, cwd=path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                          text=True, timeout=600)
+    result = pytest.RunResult(done.returncode, done.stdout.splitlines(), done.stderr.splitlines(),
+                              time.monotonic() - started)
+    return Run(result, path / "report")
+
+
+def test_summary_counts_files_and_ids(joint, data_dir):
+    run_ = joint
+    n_spider, n_mmlu = levels_on(SPIDER_DB, data_dir), len(MMLU_SUBJECTS) * MMLU_PER_SUBJECT
+    outcomes = run_.result.parseoutcomes()
+    assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == 2 * (n_spider + n_mmlu), run_.out
+    assert "error" not in outcomes and "errors" not in outcomes, run_.out
+    run_.result.stdout.fnmatch_lines(["*test_mmlu?base-abstract_algebra-????? *",
+                                      f"*test_execution_accuracy?lora-dev????-{SPIDER_DB}?*"])
+    suites = run_.json["suites"]
+    for suite, n in (("spider", n_spider), ("mmlu", n_mmlu)):
+        for variant in ("base", "lora"):
+            counts = suites[suite]["counts"][variant]
+            assert (counts["scored"], counts["skipped"], counts["errors"]) == (n, 0, 0)
+        assert suites[suite]["scores"]["lora"]["all"]["n"] == n
+        assert suites[suite]["deltas"]["lora"]["all"]["n"] == n
+    assert sum(c["passed"] for s in suites.values() for c in s["counts"].values()) == outcomes.get("passed", 0)
+    assert suites["mmlu"]["deltas"]["lora"]["all"]["n_clusters"] == 2
+    assert set(suites["mmlu"]["scores"]["base"]["groups"]) == {"stem", "humanities"}
+    models = run_.json["models"]
+    assert models["lora"]["adapter_fingerprint"] and models["lora"]["base_fingerprint"] == models["base"]["base_fingerprint"]
+    assert set(run_.json["data"]) == {"spider", "mmlu"} and run_.json["versions"]["deepeval"]
+    cases = run_.cases()
+    assert len(cases) == 2 * (n_spider + n_mmlu)
+    spider_case = next(c for c in cases if c["suite"] == "spider")
+    assert spider_case["output"] is not None and spider_case["outcome"] and spider_case["template"] == "spider-chat"
+    mmlu_case = next(c for c in cases if c["suite"] == "mmlu")
+    assert len(mmlu_case["logprobs"]) == 4 and mmlu_case["extracted"] in "ABCD"
+    for name in ("tradeoff.md", "deltas_spider.png", "deltas_mmlu.png", "tradeoff.png"):
+        assert (run_.report_dir / name).stat().st_size > 0
+    assert "Δ lora vs base" in (run_.report_dir / "tradeoff.md").read_text()
+    assert "tradeoff summary" in run_.out and "Spider execution accuracy" in run_.out
+    # Gates that hold: the gates decide the exit status although examples failed.
+    assert run_.rc == 0, run_.out
+    assert "gates passed" in run_.out and [g["verdict"] for g in run_.json["gates"]] == ["PASS", "PASS"]
+
+
+def test_missing_database_is_skipped_with_reason(project, data_dir, results_cache):
+    run_ = run(project, data_dir, results_cache, "--suites=spider", "--spider-dbs=wta_1", "--spider-sample=1")
+    n = levels_on("wta_1", data_dir)
+    outcomes = run_.result.parseoutcomes()
+    assert outcomes["skipped"] == n and "passed" not in outcomes and "failed" not in outcomes
+    assert "database file missing: database/wta_1/wta_1.sqlite" in run_.out
+    counts = run_.json["suites"]["spider"]["counts"]["base"]
+    assert (counts["scored"], counts["skipped"]) == (0, n)
+
+
+def test_markers_filter_tests_and_inference(project, data_dir, results_cache, adapter):
+    run_ = run(project, data_dir, results_cache, *SMALL, f"--adapter=lora={adapter}", "--strict-markers",
+               "-m", "mmlu and stem and lora")
+    total = 2 * (levels_on(SPIDER_DB, data_dir) + len(MMLU_SUBJECTS) * MMLU_PER_SUBJECT)
+    assert run_.result.parseoutcomes().get("deselected") == total - MMLU_PER_SUBJECT
+    assert {(c["variant"], c["cluster"]) for c in run_.cases()} == {("lora", "abstract_algebra")}
+    # Inference ran once, for the selected questions only.
+    assert [(b["suite"], b["variant"], b["prompts"]) for b in run_.json["run"]["inference"]] == [
+        ("mmlu", "lora", MMLU_PER_SUBJECT)]
+    collected = project.runpytest_subprocess("--co", "-q", "--strict-markers", f"--data-dir={data_dir}",
+                                             "--suites=spider", "--spider-sample=all", f"--spider-dbs={SPIDER_DB}",
+                                             "-m", "spider and not extra")
+    extra = [ex.id for ex in load_spider("dev", data_dir) if ex.db_id == SPIDER_DB and ex.hardness == "extra"]
+    ids = [line for line in collected.stdout.lines if "test_execution_accuracy[" in line]
+    assert ids and len(ids) == sum(ex.db_id == SPIDER_DB for ex in load_spider("dev", data_dir)) - len(extra)
+    assert not any(f"-{ex_id}-" in line for ex_id in extra for line in ids)
+
+
+def test_failing_or_unjudgeable_gates_exit_non_zero(project, data_dir, results_cache):
+    failing = run(project, data_dir, results_cache, *SMALL, "--suites=mmlu", "--gate-basis=point",
+                  "--gate", "mmlu.score <= -0.01", "--gate", "spider.score >= 0")
+    assert failing.rc == 1
+    verdicts = {g["label"]: g["verdict"] for g in failing.json["gates"]}
+    assert verdicts == {"mmlu.score@base": "FAIL", "spider.score@base": "ERROR"}
+    assert "suite 'spider' has no scored items" in failing.json["gates"][1]["message"]
+    assert "gates FAILED" in failing.out and "ERROR" in failing.out
+
+    deepeval = project.run(str(Path(sys.executable).with_name("deepeval")), "test", "run", "test_mmlu.py",
+                           f"--data-dir={data_dir}", f"--results-cache={results_cache}", *SMALL,
+                           f"--report-dir={project.path / 'deepeval-report'}", "--suites=mmlu",
+                           "--gate-basis=point", "--gate", "mmlu.score <= -0.01", timeout=600)
+    assert deepeval.ret == 1, deepeval.stdout.str()
+
+
+def test_baseline_round_trip_and_refusals(project, data_dir, results_cache, adapter, joint, tmp_path):
+    baseline = tmp_path / "base.json"
+    saved = run(project, data_dir, results_cache, *SMALL, f"--save-baseline={baseline}", name="saved")
+    assert baseline.is_file() and str(baseline) in saved.out
+    reused = run(project, data_dir, results_cache, *SMALL, f"--adapter=lora={adapter}", f"--baseline={baseline}",
+                 "-v", name="reused")
+    assert "[base-" not in reused.out  # the base model did not run
+    assert reused.json["suites"] == joint.json["suites"]
+    assert reused.json["models"]["base"] == {"from_baseline": str(baseline)}
+
+    data = json.loads(baseline.read_text())
+    data["model"]["base_fingerprint"] = "0" * 16  # as if saved with another model
+    baseline.write_text(json.dumps(data))
+    refused = run(project, data_dir, results_cache, *SMALL[:-2], "--mmlu-shots=1", "--max-new-tokens=24",
+                  f"--adapter=lora={adapter}", f"--baseline={baseline}", name="refused")
+    assert refused.rc == pytest.ExitCode.USAGE_ERROR
+    assert "refused" in refused.out
+    assert "prompt template is 'mmlu-0shot', this run uses 'mmlu-1shot'" in refused.out
+    assert "fingerprint 0000000000000000" in refused.out
+
+
+def test_xdist_gives_the_same_report_as_serial(project, data_dir, results_cache, adapter, joint):
+    serial = joint
+    parallel = run(project, data_dir, results_cache, *SMALL, f"--adapter=lora={adapter}", "-n", "2", "-v",
+                   "--gate", "mmlu.delta >= -1", "--gate", "spider.score >= 0", name="parallel")
+    assert parallel.json["run"]["workers"] == 2
+    assert parallel.stable_json() == serial.stable_json()
+    assert parallel.cases() == serial.cases()
+    assert parallel.result.parseoutcomes() == serial.result.parseoutcomes()
+
+
+def test_crash_then_resume_from_cache(project, data_dir, tmp_path):
+    cache = tmp_path / "cache"
+    sample = ["--suites=spider", f"--spider-dbs={SPIDER_DB}", "--spider-sample=1", "--max-new-tokens=24",
+              "--batch-size=1"]
+    database = cache / "results.sqlite"
+
+    def stored() -> dict[str, float]:
+        if not database.is_file():
+            return {}
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as conn:
+            try:
+                return dict(conn.execute("SELECT key, created FROM results"))
+            except sqlite3.OperationalError:  # the table is not created yet
+                return {}
+
+    process = project.popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--data-dir={data_dir}",
+                             f"--results-cache={cache}", *sample],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not stored() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)  # a hard crash: no cleanup, no report
+    process.wait()
+    before = stored()
+    n = levels_on(SPIDER_DB, data_dir)
+    assert 1 <= len(before) < n, "the run should die after its first batch and before its last"
+
+    resumed = run(project, data_dir, cache, *sample, name="resumed")
+    assert resumed.json["suites"]["spider"]["counts"]["base"]["scored"] == n
+    after = stored()
+    assert len(after) == n
+    assert {key: after[key] for key in before} == before  # results from before the crash were reused, not redone
