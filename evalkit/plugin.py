@@ -195,6 +195,9 @@ def _variants(specs: Sequence[str]) -> tuple[Variant, ...]:
                               "Fix: name it explicitly, e.g. --adapter epoch-1=runs/sql/epoch-1 (letters, digits, - _ .).")
         if name in {v.name for v in variants}:
             raise ConfigError(f"--adapter {spec!r}: two adapters are named {name!r}. Fix: use NAME=PATH to tell them apart.")
+        if not (Path(path).expanduser() / "adapter_config.json").is_file():
+            raise ConfigError(f"--adapter {spec!r}: {path} is not an adapter folder (no adapter_config.json). "
+                              "Fix: pass the folder a training run wrote, e.g. runs/<name>/epoch-1.")
         variants.append(Variant(name, Path(path).expanduser()))
     return tuple(variants)
 
@@ -338,31 +341,41 @@ def data_checksums(cfg: RunConfig) -> dict[str, str]:
 BASELINE_FORMAT = "tradeoff-baseline/1"
 
 
+def _baseline_settings(cfg: RunConfig) -> dict[str, Any]:
+    """What must be equal for base results to be comparable: prompts and generation length per suite."""
+    settings: dict[str, Any] = {f"{s} prompt template": cfg.templates[s] for s in cfg.suites}
+    if "spider" in cfg.suites:
+        settings["spider max new tokens"] = cfg.max_new_tokens
+    return settings
+
+
 def read_baseline(cfg: RunConfig, base_fingerprint: str) -> list[CaseRecord]:
     """The base model's records from ``--baseline``, refused unless data, prompts and model all match."""
     path = cfg.baseline
+    fix = "Fix: save a new baseline with this configuration (--save-baseline), or run the base model (drop --baseline)."
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"--baseline {path}: cannot read it ({exc}). Fix: pass a file written by --save-baseline.") from exc
-    if not isinstance(data, dict) or data.get("format") != BASELINE_FORMAT:
-        raise ConfigError(f"--baseline {path}: not a tradeoff baseline (format {data.get('format') if isinstance(data, dict) else None!r}). "
-                          "Fix: pass a file written by --save-baseline.")
-    fix = "Fix: save a new baseline with this configuration (--save-baseline), or run the base model (drop --baseline)."
-    problems = []
-    for suite, checksum in data_checksums(cfg).items():
-        if suite not in data["data"]:
-            problems.append(f"it holds no {suite} results")
-        elif data["data"][suite] != checksum:
-            problems.append(f"its {suite} data checksum {data['data'][suite][:12]}… differs from this data's {checksum[:12]}…")
-        elif data["templates"].get(suite) != cfg.templates[suite]:
-            problems.append(f"its {suite} prompt template is {data['templates'].get(suite)!r}, this run uses {cfg.templates[suite]!r}")
-    if data["model"]["base_fingerprint"] != base_fingerprint:
-        problems.append(f"it was made with model {data['model']['spec']!r} (fingerprint {data['model']['base_fingerprint']}), "
-                        f"this run's --model {cfg.model!r} has fingerprint {base_fingerprint}")
+        if data.get("format") != BASELINE_FORMAT:
+            raise ValueError(f"format {data.get('format')!r}")
+        problems = []
+        for suite, checksum in data_checksums(cfg).items():
+            if suite not in data["data"]:
+                problems.append(f"it holds no {suite} results")
+            elif data["data"][suite] != checksum:
+                problems.append(f"its {suite} data checksum {data['data'][suite][:12]}… differs from this data's {checksum[:12]}…")
+        for key, value in _baseline_settings(cfg).items():
+            if data["settings"].get(key) != value:
+                problems.append(f"its {key} is {data['settings'].get(key)!r}, this run uses {value!r}")
+        if data["model"]["base_fingerprint"] != base_fingerprint:
+            problems.append(f"it was made with model {data['model']['spec']!r} (fingerprint {data['model']['base_fingerprint']}), "
+                            f"this run's --model {cfg.model!r} has fingerprint {base_fingerprint}")
+        records = [CaseRecord.from_dict(r) for r in data["records"] if r["suite"] in cfg.suites]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"--baseline {path}: not a readable tradeoff baseline ({exc}). "
+                          "Fix: pass a file written by --save-baseline.") from exc
     if problems:
         raise ConfigError(f"--baseline {path} refused: {'; '.join(problems)}. {fix}")
-    return [CaseRecord.from_dict(r) for r in data["records"] if r["suite"] in cfg.suites]
+    return records
 
 
 def write_baseline(cfg: RunConfig, records: Sequence[CaseRecord], models: dict[str, Any]) -> None:
@@ -376,7 +389,7 @@ def write_baseline(cfg: RunConfig, records: Sequence[CaseRecord], models: dict[s
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "model": {"spec": cfg.model, "base_fingerprint": base["base_fingerprint"]},
         "data": data_checksums(cfg),
-        "templates": {s: cfg.templates[s] for s in cfg.suites},
+        "settings": _baseline_settings(cfg),
         "config": cfg.to_json(),
         "records": [r.to_dict() for r in records if r.variant == BASE],
     }
@@ -767,8 +780,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         return
     tr = terminalreporter
     tr.section("tradeoff summary")
-    tr.write(render_text(state.summary, state.gate_results, width=config.get_terminal_writer().fullwidth,
-                         color=tr.hasmarkup))
+    # A log file has no width to respect: wide tables there stay one line per row.
+    width = config.get_terminal_writer().fullwidth if tr.isatty() else 160
+    tr.write(render_text(state.summary, state.gate_results, width=width, color=tr.hasmarkup))
     for result in state.gate_results:
         if result.power_warning:
             tr.write_line(f"WARNING (power): {result.power_warning}", yellow=True)

@@ -13,10 +13,12 @@ Why these choices (each a library routine, wrapped so every report and gate uses
   not credited, as survey practice does): without that floor, 0 of 4 correct across two subjects would
   get the zero-width interval [0, 0].
 - **Two variants on the same items** (:func:`paired_delta`): the per-item difference
-  ``d_i = other_i - base_i``. Its CI is the paired t interval (clustered as above when clusters are
-  given), far tighter than comparing two independent CIs. The p-value: unclustered 0/1 scores use the
-  exact McNemar test (scipy ``binomtest`` on the discordant counts b, c); clustered scores use the
-  cluster-robust t test of mean(d) = 0. A paired cluster bootstrap was rejected: with the few subjects
+  ``d_i = other_i - base_i``, far tighter than comparing two independent CIs. Unclustered 0/1 scores get
+  the Agresti-Min (2005) interval, the paired Wald interval after adding 0.5 to each cell of the 2x2
+  table (the plain Wald interval has zero width when no item changed), and the exact McNemar p-value
+  (scipy ``binomtest`` on the discordant counts b, c). Clustered scores get the cluster-robust paired t
+  interval and test (for 0/1 scores never narrower than Agresti-Min's, as for single scores); other
+  unclustered scores the paired t interval and test. A paired cluster bootstrap was rejected: with the few subjects
   of a CI sample it has few distinct resamples, and it needs a seed, while the analytic SE is
   deterministic (so serial and pytest-xdist runs agree to the last digit).
 - **Gates** judge a figure against a threshold with a one-sided test at the CI's level
@@ -68,7 +70,8 @@ class PairedDelta:
     """``mean(other - base)`` over the same items, with its paired CI and test.
 
     ``b`` counts items the base got right and the other variant wrong, ``c`` the reverse (both 0 when
-    the scores are not all 0/1). ``test`` names the p-value's test.
+    the scores are not all 0/1). ``test`` names the p-value's test. ``adjusted`` is the Agresti-Min
+    (center, SE) for 0/1 scores, which the CI is built from (with clusters: its union with cluster-t).
     """
 
     delta: float
@@ -83,6 +86,7 @@ class PairedDelta:
     test: str
     df: float | None
     confidence: float
+    adjusted: tuple[float, float] | None = None
 
 
 def _as_array(values: Sequence[float], name: str) -> np.ndarray:
@@ -168,23 +172,36 @@ def paired_delta(
         raise ValueError(f"paired_delta: base has {base_a.size} items and other {other_a.size}; "
                          "pair the same items in the same order.")
     codes = _cluster_codes(clusters, base_a.size)
+    n_clusters = None if codes is None else int(codes.max()) + 1
     diff = other_a - base_a
     delta, se, df = _mean_se_df(diff, codes)
     half = _t_quantile(confidence, df) * se
-    binary = _is_binary(base_a) and _is_binary(other_a)
-    b = int(np.sum((base_a == 1) & (other_a == 0))) if binary else 0
-    c = int(np.sum((base_a == 0) & (other_a == 1))) if binary else 0
-    if codes is None and binary:
-        test = "exact McNemar"
+    lo, hi = delta - half, delta + half
+    if not (_is_binary(base_a) and _is_binary(other_a)):
+        test = "paired t (cluster-robust SE)" if codes is not None else "paired t"
+        return PairedDelta(delta, se, lo, hi, base_a.size, n_clusters, _two_sided_t_p(delta, se, df), 0, 0, test,
+                           df, confidence)
+    b = int(np.sum((base_a == 1) & (other_a == 0)))
+    c = int(np.sum((base_a == 0) & (other_a == 1)))
+    center, se_adjusted = _agresti_min(b, c, base_a.size)
+    z = float(sps.norm.ppf(0.5 + confidence / 2))
+    if codes is None:
+        test, df, se = "exact McNemar", None, se_adjusted
+        lo, hi = center - z * se_adjusted, center + z * se_adjusted
         p_value = float(sps.binomtest(c, b + c, 0.5).pvalue) if b + c else 1.0
     else:
-        test = "paired t (cluster-robust SE)" if codes is not None else "paired t"
-        p_value = _two_sided_t_p(delta, se, df)
-    lo, hi = delta - half, delta + half
-    if binary:  # a difference of two proportions lies in [-1, 1] (NaN, for n < 2, stays NaN)
-        lo, hi = float(np.clip(lo, -1.0, 1.0)), float(np.clip(hi, -1.0, 1.0))
-    return PairedDelta(delta, se, lo, hi, base_a.size,
-                       None if codes is None else int(codes.max()) + 1, p_value, b, c, test, df, confidence)
+        test, p_value = "paired t (cluster-robust SE)", _two_sided_t_p(delta, se, df)
+        lo, hi = min(lo, center - z * se_adjusted), max(hi, center + z * se_adjusted)
+    # A difference of two proportions lies in [-1, 1].
+    return PairedDelta(delta, se, max(-1.0, lo), min(1.0, hi), base_a.size, n_clusters, p_value, b, c, test, df,
+                       confidence, adjusted=(center, se_adjusted))
+
+
+def _agresti_min(b: int, c: int, n: int) -> tuple[float, float]:
+    """Center and SE of the Agresti-Min (2005) interval for a paired difference of proportions: the Wald
+    interval after adding 0.5 to each of the four cells (b, c are the discordant counts)."""
+    b_, c_, n_ = b + 0.5, c + 0.5, n + 2.0
+    return (c_ - b_) / n_, math.sqrt(b_ + c_ - (c_ - b_) ** 2 / n_) / n_
 
 
 def _two_sided_t_p(estimate: float, se: float, df: float) -> float:
@@ -200,8 +217,9 @@ def violation_p_value(figure: Estimate | PairedDelta, threshold: float, directio
 
     Small means strong evidence of a violation. At level ``(1 - confidence) / 2`` this is the same
     decision as the CI lying wholly on the wrong side: for a Wilson estimate it is the score test that
-    the Wilson interval inverts, otherwise the t test that the t interval inverts (for a clustered 0/1
-    estimate, the larger of the two p-values, as its interval is the union of both).
+    the Wilson interval inverts, for an unclustered 0/1 delta the Wald test of the Agresti-Min interval,
+    otherwise the t test that the t interval inverts (for clustered 0/1 figures, the larger of the two
+    p-values, as their interval is the union of both).
     """
     if direction not in (">=", "<="):
         raise ValueError(f"direction must be '>=' or '<=', got {direction!r}.")
@@ -210,12 +228,18 @@ def violation_p_value(figure: Estimate | PairedDelta, threshold: float, directio
     violated = point < threshold if direction == ">=" else point > threshold
     if isinstance(figure, Estimate) and figure.method == "wilson":
         return _wilson_violation_p(point, threshold, figure.n, sign, violated)
+    adjusted = None
+    if isinstance(figure, PairedDelta) and figure.adjusted is not None:
+        center, se_adjusted = figure.adjusted
+        adjusted = float(sps.norm.cdf(sign * (center - threshold) / se_adjusted))
+        if figure.n_clusters is None:
+            return adjusted
     if math.isnan(figure.se):
         return math.nan
     p = (0.0 if violated else 1.0) if figure.se == 0 else float(sps.t.cdf(sign * (point - threshold) / figure.se, figure.df))
     if isinstance(figure, Estimate) and figure.wilson_floor:  # a union of two intervals: both must show it
         return max(p, _wilson_violation_p(point, threshold, figure.n, sign, violated))
-    return p
+    return p if adjusted is None else max(p, adjusted)
 
 
 def _wilson_violation_p(point: float, threshold: float, n: int, sign: float, violated: bool) -> float:

@@ -269,3 +269,18 @@ def test_crash_then_resume_from_cache(project, data_dir, tmp_path):
     after = stored()
     assert len(after) == n
     assert {key: after[key] for key in before} == before  # results from before the crash were reused, not redone
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    ("--adapter=/nonexistent/epoch-1", "is not an adapter folder (no adapter_config.json)"),
+    ("--adapter=spider=/nonexistent", "variant name 'spider' is reserved"),
+    ("--mmlu-sample=some", "expected an integer >= 1 or 'all'"),
+    ("--suites=spider,gsm8k", "use a comma-separated subset of spider, mmlu"),
+    ("--gate=mmlu.delta > 0", "cannot be read"),
+    ("--mmlu-shots=7", "use 0-5"),
+    ("--spider-template=mmlu-0shot", "use one of spider-chat, spider-fewshot"),
+])
+def test_bad_options_are_usage_errors(project, option, message):
+    result = project.runpytest_inprocess("--co", option)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in result.stderr.str()

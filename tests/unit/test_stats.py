@@ -83,7 +83,15 @@ def test_clustered_binary_interval_is_never_narrower_than_wilson():
     assert est.hi == pytest.approx(min(1.0, max(values.mean() + half, mean_ci(values).hi)))
 
 
-def test_paired_unclustered_binary_uses_exact_mcnemar():
+def agresti_min(b: int, c: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Agresti & Min (2005), Stat. Med. 24:729: the paired Wald interval with 0.5 added to every cell."""
+    b, c, n = b + 0.5, c + 0.5, n + 2
+    center = (c - b) / n
+    half = z * math.sqrt((b + c) - (c - b) ** 2 / n) / n
+    return center - half, center + half
+
+
+def test_paired_unclustered_binary_uses_agresti_min_and_exact_mcnemar():
     # Agresti (2002) presidential approval: 794 both yes, 150 yes->no, 86 no->yes, 570 both no.
     base = [1] * 794 + [1] * 150 + [0] * 86 + [0] * 570
     other = [1] * 794 + [0] * 150 + [1] * 86 + [0] * 570
@@ -92,13 +100,17 @@ def test_paired_unclustered_binary_uses_exact_mcnemar():
     assert result.delta == pytest.approx((86 - 150) / 1600)
     assert result.test == "exact McNemar"
     assert result.p_value == pytest.approx(mcnemar([[794, 150], [86, 570]], exact=True).pvalue, rel=1e-9)
+    assert (result.lo, result.hi) == pytest.approx(agresti_min(150, 86, 1600))
+    # With this many items the adjustment hardly matters: the plain paired Wald/t interval agrees closely.
     ref = sps.ttest_1samp(np.subtract(other, base), 0.0).confidence_interval(0.95)
-    assert (result.lo, result.hi) == pytest.approx((ref.low, ref.high))
+    assert (result.lo, result.hi) == pytest.approx((ref.low, ref.high), abs=1e-3)
 
 
-def test_paired_without_discordant_pairs_has_p_one():
-    result = paired_delta([1, 0, 1], [1, 0, 1])
+def test_paired_without_discordant_pairs_keeps_a_real_interval():
+    result = paired_delta([1, 0, 1] + [0] * 14, [1, 0, 1] + [0] * 14)
     assert (result.delta, result.p_value, result.b, result.c) == (0.0, 1.0, 0, 0)
+    assert (result.lo, result.hi) == pytest.approx(agresti_min(0, 0, 17))
+    assert result.hi > 0.1  # the plain Wald interval would be [0, 0]
 
 
 def test_paired_continuous_matches_scipy_ttest_rel():
@@ -116,18 +128,22 @@ def test_paired_clustered_is_the_clustered_mean_of_differences():
     base = rng.integers(0, 2, 100)
     other = np.where(rng.random(100) < 0.8, base, 1 - base)
     result = paired_delta(base, other, clusters=clusters)
-    diff = mean_ci(other - base, clusters=clusters)
-    assert (result.delta, result.se, result.lo, result.hi) == pytest.approx((diff.mean, diff.se, diff.lo, diff.hi))
-    assert result.se == pytest.approx(miller_clustered_se((other - base).astype(float), clusters))
+    diff = (other - base).astype(float)
+    assert result.delta == pytest.approx(diff.mean())
+    assert result.se == pytest.approx(miller_clustered_se(diff, clusters))
     assert result.test == "paired t (cluster-robust SE)" and result.n_clusters == 4
     assert result.p_value == pytest.approx(2 * sps.t.sf(abs(result.delta) / result.se, 3))
+    half = sps.t.ppf(0.975, 3) * result.se
+    b, c = int(np.sum((base == 1) & (other == 0))), int(np.sum((base == 0) & (other == 1)))
+    am_lo, am_hi = agresti_min(b, c, 100)
+    assert (result.lo, result.hi) == pytest.approx((min(diff.mean() - half, am_lo), max(diff.mean() + half, am_hi)))
 
 
 def test_paired_tighter_than_unpaired_on_correlated_scores():
     rng = np.random.default_rng(11)
     base = rng.integers(0, 2, 400)
     other = np.where(rng.random(400) < 0.9, base, 1 - base)  # 90 % of answers unchanged
-    paired_half = paired_delta(base, other).hi - paired_delta(base, other).delta
+    paired_half = (paired_delta(base, other).hi - paired_delta(base, other).lo) / 2
     unpaired_se = math.hypot(mean_ci(base).se, mean_ci(other).se)
     assert paired_half < 1.96 * unpaired_se / 2
 
@@ -157,14 +173,16 @@ def test_violation_p_value_agrees_with_the_interval(values, clusters, direction)
         assert (violation_p_value(est, threshold, direction) < 0.025) == ci_says_violated, threshold
 
 
-def test_violation_p_value_for_paired_delta_agrees_with_its_interval():
+@pytest.mark.parametrize("clustered", [False, True])
+def test_violation_p_value_for_paired_delta_agrees_with_its_interval(clustered):
     rng = np.random.default_rng(5)
-    clusters = np.repeat(list("abcdef"), 30)
+    clusters = np.repeat(list("abcdef"), 30) if clustered else None
     base = rng.integers(0, 2, 180)
     other = np.where(rng.random(180) < 0.7, base, 1 - base)
     result = paired_delta(base, other, clusters=clusters)
     for margin in np.linspace(-0.3, 0.3, 61):
         assert (violation_p_value(result, margin, ">=") < 0.025) == (result.hi < margin)
+        assert (violation_p_value(result, margin, "<=") < 0.025) == (result.lo > margin)
 
 
 def test_holm_matches_textbook_example():
