@@ -8,11 +8,13 @@ Prints, side by side:
    naive (one full forward per question, batch 1, as the seed notebooks and lm-evaluation-harness's HF
    backend do) vs batched vs batched + shared-prefix reuse, with their largest log-prob difference.
 2. Spider generation (zero-shot chat prompt, greedy), questions/s and new tokens/s: one at a time vs
-   batched, on N dev questions spread evenly over the dev file.
+   batched vs batched + shared-prefix reuse (one database's system prompt + schema), on N dev questions
+   from a few databases spread over dev.
 3. The same batched runs again on a warm cache.
 4. The projected wall time of a full evaluation (base + one adapter; all of Spider dev and MMLU test).
    MMLU is projected by tokens (prompt lengths differ a lot between subjects: professional_law is long
-   and has 1534 questions), Spider by question count.
+   and has 1534 questions), Spider by question count (a full run has ~50 questions per database to share
+   a schema prefix, the sample ~20, so this errs long).
 Targets (issue 5): prefix reuse >= 3x naive, batched generation >= 3x one at a time, warm cache >= 50x.
 """
 
@@ -42,6 +44,12 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     start = time.perf_counter()
     result = fn()
     return result, time.perf_counter() - start
+
+
+def spread(items: list[str], n: int) -> list[str]:
+    """``n`` items evenly spaced over ``items`` (all of them when n >= len(items))."""
+    n = max(1, min(n, len(items)))
+    return [items[round(i * (len(items) - 1) / max(n - 1, 1))] for i in range(n)] if n > 1 else items[:1]
 
 
 def computed_tokens(model: LoadedModel, prompts: list[str], share_prefix: bool) -> int:
@@ -87,36 +95,53 @@ def bench_mmlu(model: LoadedModel, per_subject: int, subjects: list[str], naive:
     }
 
 
-def bench_spider(model: LoadedModel, n: int, max_new_tokens: int, stop: list[str], cache_dir: Path) -> dict[str, float]:
+def spider_sample(n: int, databases: int) -> list[Any]:
+    """``n`` executable dev questions: consecutive questions of ``databases`` databases spread evenly over dev.
+
+    Consecutive, because a full run meets each database's questions together (dev is grouped by database)
+    and shares their schema prefix; spread, so that schema sizes are not only those of the first databases.
+    """
     dev = [e for e in load_spider("dev") if e.db_path is not None]
-    step = max(1, len(dev) // n)
-    examples = dev[::step][:n]
+    per_db = -(-n // databases)
+    by_db: dict[str, list[Any]] = {}
+    for example in dev:
+        by_db.setdefault(example.db_id, []).append(example)
+    chosen = spread([db for db, examples in by_db.items() if len(examples) >= per_db], databases)
+    return [e for db in chosen for e in by_db[db][:per_db]][:n]
+
+
+def bench_spider(model: LoadedModel, n: int, databases: int, max_new_tokens: int, stop: list[str],
+                 cache_dir: Path) -> dict[str, float]:
+    examples = spider_sample(n, databases)
     prompts = [spider_chat_prompt(e, model.tokenizer) for e in examples]
     tok = model.tokenizer
     mean_len = sum(len(tok(p, add_special_tokens=False)["input_ids"]) for p in prompts) / len(prompts)
-    print(f"\n2. Spider generation: {len(prompts)} dev questions (every {step}th executable one), "
+    print(f"\n2. Spider generation: {len(prompts)} dev questions on {len(set(e.db_id for e in examples))} databases, "
           f"{mean_len:.0f} prompt tokens on average, greedy, max_new_tokens={max_new_tokens}, stop={stop}")
-    single, single_s = timed(lambda: generate(model, prompts, max_new_tokens=max_new_tokens, stop=stop,
-                                              batch_size=1, progress="one at a time"))
+    settings = {"one at a time": {"batch_size": 1, "share_prefix": False},
+                "batched (auto)": {"share_prefix": False},
+                "batched + prefix reuse": {}}
     cache = ResultCache(cache_dir / "spider.sqlite")
-    batched, batched_s = timed(lambda: generate(model, prompts, max_new_tokens=max_new_tokens, stop=stop,
-                                                cache=cache, progress="batched"))
+    runs = {name: timed(lambda: generate(model, prompts, max_new_tokens=max_new_tokens, stop=stop, progress=name,
+                                         cache=cache if not kw else None, **kw))
+            for name, kw in settings.items()}
     warm, warm_s = timed(lambda: generate(model, prompts, max_new_tokens=max_new_tokens, stop=stop, cache=cache,
                                           progress=False))
-    assert warm == batched
-    new_tokens = sum(len(tok(t, add_special_tokens=False)["input_ids"]) for t in batched)
-    same = sum(a == b for a, b in zip(single, batched))
-    print(f"   {'method':<32}{'q/s':>8}{'new tok/s':>11}{'time':>10}{'speed-up':>10}")
-    for name, seconds in (("one at a time", single_s), ("batched (auto)", batched_s)):
+    single, single_s = runs["one at a time"]
+    best, best_s = runs["batched + prefix reuse"]
+    assert warm == best
+    new_tokens = sum(len(tok(t, add_special_tokens=False)["input_ids"]) for t in best)
+    print(f"   {'method':<32}{'q/s':>8}{'new tok/s':>11}{'time':>10}{'speed-up':>10}{'same text':>11}")
+    for name, (texts, seconds) in runs.items():
+        same = sum(a == b for a, b in zip(single, texts))
         print(f"   {name:<32}{len(prompts) / seconds:>8.2f}{new_tokens / seconds:>11.1f}{seconds:>9.1f}s"
-              f"{single_s / seconds:>9.1f}x")
+              f"{single_s / seconds:>9.1f}x{same:>7}/{len(prompts)}")
     print(f"   {'warm cache rerun':<32}{len(prompts) / warm_s:>8.0f}{'':>11}{warm_s:>9.2f}s"
-          f"{batched_s / warm_s:>9.0f}x (vs cold batched run)")
-    print(f"   identical outputs one-at-a-time vs batched: {same}/{len(prompts)}; "
-          f"{new_tokens / len(prompts):.1f} new tokens per answer (returned text, stop string excluded)")
-    verdict = "meets" if single_s / batched_s >= TARGETS["generation"] else "MISSES"
-    print(f"   batched vs one at a time: {single_s / batched_s:.1f}x, {verdict} the {TARGETS['generation']:.0f}x target")
-    return {"seconds_per_question": batched_s / len(prompts), "warm_speedup": batched_s / warm_s}
+          f"{best_s / warm_s:>9.0f}x (vs cold batched + prefix run)")
+    print(f"   {new_tokens / len(prompts):.1f} new tokens per answer (returned text, stop string excluded)")
+    verdict = "meets" if single_s / best_s >= TARGETS["generation"] else "MISSES"
+    print(f"   batched vs one at a time: {single_s / best_s:.1f}x, {verdict} the {TARGETS['generation']:.0f}x target")
+    return {"seconds_per_question": best_s / len(prompts), "warm_speedup": best_s / warm_s}
 
 
 def project(model: LoadedModel, mmlu: dict[str, float] | None, spider: dict[str, float] | None) -> None:
@@ -143,8 +168,10 @@ def project(model: LoadedModel, mmlu: dict[str, float] | None, spider: dict[str,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mmlu-per-subject", type=int, default=10, help="test questions per subject (default 10)")
-    parser.add_argument("--subjects", type=int, default=len(SUBJECTS), help="use the first N subjects (default all 57)")
+    parser.add_argument("--subjects", type=int, default=len(SUBJECTS),
+                        help="use N subjects spread evenly over the alphabetical list (default all 57)")
     parser.add_argument("--spider-n", type=int, default=100, help="Spider dev questions (default 100)")
+    parser.add_argument("--spider-dbs", type=int, default=5, help="databases they come from (default 5)")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="Spider generation length (default 64)")
     parser.add_argument("--stop", action="append", default=None, help="Spider stop string (default ';')")
     parser.add_argument("--skip", choices=["mmlu", "spider", "naive"], action="append", default=[],
@@ -156,9 +183,9 @@ def main() -> None:
           f"loaded in {load_s:.1f} s")
     with tempfile.TemporaryDirectory(prefix="bench-inference-") as tmp:
         mmlu = None if "mmlu" in args.skip else bench_mmlu(
-            model, args.mmlu_per_subject, list(SUBJECTS[:args.subjects]), "naive" not in args.skip, Path(tmp))
+            model, args.mmlu_per_subject, spread(list(SUBJECTS), args.subjects), "naive" not in args.skip, Path(tmp))
         spider = None if "spider" in args.skip else bench_spider(
-            model, args.spider_n, args.max_new_tokens, args.stop or [";"], Path(tmp))
+            model, args.spider_n, args.spider_dbs, args.max_new_tokens, args.stop or [";"], Path(tmp))
     warm = [r["warm_speedup"] for r in (mmlu, spider) if r]
     if warm:
         verdict = "meets" if min(warm) >= TARGETS["warm"] else "MISSES"

@@ -69,12 +69,13 @@ def _cached_run(keys: Sequence[str], compute: Callable[[list[int]], Iterator[lis
 
 def generate(model: LoadedModel, prompts: list[str], *, max_new_tokens: int = 256, stop: Sequence[str] = (),
              batch_size: int | None = None, cache: ResultCache | None = None,
-             progress: bool | str = True) -> list[str]:
+             progress: bool | str = True, share_prefix: bool = True) -> list[str]:
     """Greedy continuation of each prompt (only the new text), in input order.
 
     Batched (longest prompts first, left padded); a row stops at EOS or when its text contains one of
-    ``stop``, and the text is cut before the earliest stop string. ``batch_size=None`` sizes batches
-    automatically and halves them on out-of-memory. Deterministic: greedy decoding, no sampling.
+    ``stop``, and the text is cut before the earliest stop string, and leaves the batch. Prompts sharing a
+    long token prefix (one database's schema) prefill it once (``share_prefix``). ``batch_size=None`` sizes
+    batches automatically and halves them on out-of-memory. Deterministic: greedy decoding, no sampling.
     """
     backend = _backend(model)
     if isinstance(stop, str):
@@ -91,7 +92,7 @@ def generate(model: LoadedModel, prompts: list[str], *, max_new_tokens: int = 25
 
     def compute(indices: list[int]) -> Iterator[list[tuple[int, str]]]:
         for batch in backend.generate_batches(model, [prompts[i] for i in indices], max_new_tokens=max_new_tokens,
-                                              stop=stop, batch_size=batch_size):
+                                              stop=stop, batch_size=batch_size, share_prefix=share_prefix):
             yield [(indices[j], text) for j, text in batch]
 
     return _cached_run(keys, compute, cache=cache, kind="generate", model_key=key_of_model, progress=progress,

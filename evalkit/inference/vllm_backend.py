@@ -72,7 +72,8 @@ def _chunks(count: int, batch_size: int | None) -> Iterator[list[int]]:
 
 
 def generate_batches(model: LoadedModel, prompts: Sequence[str], *, max_new_tokens: int, stop: Sequence[str] = (),
-                     batch_size: int | None = None) -> Iterator[list[tuple[int, str]]]:
+                     batch_size: int | None = None, share_prefix: bool = True) -> Iterator[list[tuple[int, str]]]:
+    """``share_prefix`` is vLLM's own prefix cache here (always on); the flag is accepted for the same API."""
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 

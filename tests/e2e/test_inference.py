@@ -97,11 +97,12 @@ def spider_prompts(embedded_model: LoadedModel) -> list[str]:
 def test_generation_batched_equals_one_at_a_time_and_stops(embedded_model: LoadedModel,
                                                            spider_prompts: list[str]) -> None:
     # Different lengths in one batch: left padding must not change any row.
+    # Two questions on one database (they share system prompt + schema) and a short unrelated prompt.
     prompts = [spider_prompts[0], spider_prompts[2],
                "<|im_start|>user\nName one planet.<|im_end|>\n<|im_start|>assistant\n"]
     batched = generate(embedded_model, prompts, max_new_tokens=32, progress=False)
-    single = generate(embedded_model, prompts, max_new_tokens=32, batch_size=1, progress=False)
-    assert batched == single  # deterministic, whatever the batch composition
+    single = generate(embedded_model, prompts, max_new_tokens=32, batch_size=1, share_prefix=False, progress=False)
+    assert batched == single  # deterministic, whatever the batch composition and the shared schema prefix
     assert all(text and "<|im_end|>" not in text for text in batched)
     assert batched[1].startswith("SELECT")  # the model writes SQL for this Spider question
     stopped = generate(embedded_model, prompts, max_new_tokens=32, stop=[";", "."], progress=False)
