@@ -1,1 +1,7 @@
-"""DeepEval metrics: ``ExecutionAccuracy`` (Spider) and ``MMLUAccuracy`` (MMLU)."""
+"""DeepEval metrics: ``ExecutionAccuracy`` (Spider, ``execution_accuracy.py``) and ``MMLUAccuracy``
+(MMLU, ``mmlu_accuracy.py``); ``exact_set.py`` holds the structural (non-scoring) Spider signal."""
+
+from evalkit.metrics.execution_accuracy import ExecutionAccuracy, Outcome
+from evalkit.metrics.mmlu_accuracy import MMLUAccuracy
+
+__all__ = ["ExecutionAccuracy", "MMLUAccuracy", "Outcome"]
