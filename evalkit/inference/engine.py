@@ -249,6 +249,10 @@ def plan_prefix_groups(rows: Sequence[_Row], min_shared: int = MIN_SHARED_PREFIX
     return groups
 
 
+def _pad_id(tokenizer: Any) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
 def _suffix_batch(rows: Sequence[_Row], prefix_len: int, pad_id: int, device: str) -> dict[str, Any]:
     """Left-padded suffixes, with the attention mask over (prefix, padding, suffix) and true positions."""
     import torch
@@ -327,10 +331,6 @@ def loglikelihood_batches(model: LoadedModel, pairs: Sequence[tuple[str, str]], 
 # -------------------------------------------------------------------------------------- generation
 
 
-def _pad_id(tokenizer: Any) -> int:
-    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-
-
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:
     """The text before the earliest stop string (the stop string itself is dropped, as in the harness)."""
     cuts = [text.find(s) for s in stop if s]
@@ -338,11 +338,12 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> str:
     return text[:min(cuts)] if cuts else text
 
 
-def _eos_ids(model: LoadedModel) -> list[int]:
+def _eos_ids(model: LoadedModel) -> set[int]:
+    """The tokenizer's EOS and the generation config's (a list for some models)."""
     ids = {model.tokenizer.eos_token_id}
     configured = getattr(getattr(model.model, "generation_config", None), "eos_token_id", None)
     ids.update(configured if isinstance(configured, list) else [configured])
-    return sorted(i for i in ids if i is not None)
+    return {i for i in ids if i is not None}
 
 
 def _decode_rows(model: LoadedModel, rows: list[_Row], prefix_len: int, prefix_cache: Any, *, max_new_tokens: int,
@@ -352,7 +353,7 @@ def _decode_rows(model: LoadedModel, rows: list[_Row], prefix_len: int, prefix_c
     import torch
 
     tokenizer = model.tokenizer
-    texts: dict[int, str] = {}
+    texts = [""] * len(rows)
     with torch.inference_mode():
         out, batch = _forward_rows(model, rows, prefix_len, prefix_cache, 1, use_cache=True)
         cache, mask = out.past_key_values, batch["attention_mask"]
@@ -371,7 +372,6 @@ def _decode_rows(model: LoadedModel, rows: list[_Row], prefix_len: int, prefix_c
                     texts[row] = text
                 if not done:
                     keep.append(slot)
-                texts.setdefault(row, "")
             if not keep:
                 break
             if len(keep) < len(active):
@@ -405,7 +405,7 @@ def generate_batches(model: LoadedModel, prompts: Sequence[str], *, max_new_toke
         tokens = tuple(encoded[prompt][-window:])
         rows.setdefault(tokens, _Row(tokens, 1)).targets.append((index, ()))
     limits = BatchLimits.for_model(model, "generate", batch_size)
-    eos = set(_eos_ids(model))
+    eos = _eos_ids(model)
     yield from _grouped_batches(
         model, list(rows.values()), share_prefix, limits, max_new_tokens,
         lambda chunk, prefix_len, cache: _decode_rows(model, chunk, prefix_len, cache, max_new_tokens=max_new_tokens,
