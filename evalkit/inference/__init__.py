@@ -88,7 +88,8 @@ def generate(model: LoadedModel, prompts: list[str], *, max_new_tokens: int = 25
     stop = list(stop)
     params = {"max_new_tokens": max_new_tokens, "stop": stop}
     key_of_model = backend.model_key(model)
-    keys = [result_key(backend.ENGINE_VERSION, "generate", key_of_model, {"prompt": p, **params}) for p in prompts]
+    version = backend.ENGINE_VERSIONS["generate"]
+    keys = [result_key(version, "generate", key_of_model, {"prompt": p, **params}) for p in prompts]
 
     def compute(indices: list[int]) -> Iterator[list[tuple[int, str]]]:
         for batch in backend.generate_batches(model, [prompts[i] for i in indices], max_new_tokens=max_new_tokens,
@@ -132,8 +133,8 @@ def choice_logprobs(model: LoadedModel, contexts: list[str], choices: Sequence[s
             raise ConfigError(f"Context {index} is {type(context).__name__}, not a string.")
     pairs = [(context, choice) for context, options in zip(contexts, per_context) for choice in options]
     key_of_model = backend.model_key(model)
-    keys = [result_key(backend.ENGINE_VERSION, "loglikelihood", key_of_model, {"context": c, "continuation": x})
-            for c, x in pairs]
+    version = backend.ENGINE_VERSIONS["loglikelihood"]
+    keys = [result_key(version, "loglikelihood", key_of_model, {"context": c, "continuation": x}) for c, x in pairs]
 
     def compute(indices: list[int]) -> Iterator[list[tuple[int, float]]]:
         for batch in backend.loglikelihood_batches(model, [pairs[i] for i in indices], batch_size=batch_size,

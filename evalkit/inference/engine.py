@@ -43,7 +43,10 @@ from typing import Any, TypeVar
 from evalkit.errors import ConfigError, EvalkitError
 from evalkit.models import LoadedModel
 
-ENGINE_VERSION = "hf-2"  # hf-2: own greedy loop instead of model.generate
+# Part of every cache key, per kind of request: bump one when its computation changes, so a change to
+# generation does not throw away cached log-likelihoods (and vice versa).
+ENGINE_VERSIONS = {"generate": "hf-2",  # hf-2: own greedy loop instead of model.generate
+                   "loglikelihood": "hf-1"}
 MIN_SHARED_PREFIX = 64  # tokens; below this a shared prefix saves less than its extra pass costs
 T = TypeVar("T")
 R = TypeVar("R")

@@ -24,7 +24,7 @@ from evalkit.inference.engine import _encode_all, cut_at_stop, encode_pairs
 from evalkit.models import DEFAULT_MODEL, LoadedModel, _directory_fingerprint, _fix_tokenizer, _resolve_base
 from evalkit.paths import cache_dir as resolve_cache_dir
 
-ENGINE_VERSION = "vllm-1"
+ENGINE_VERSIONS = {"generate": "vllm-1", "loglikelihood": "vllm-1"}  # as engine.ENGINE_VERSIONS
 CHUNK = 512  # requests per vLLM call: one cache write each; vLLM schedules within a call itself
 
 
