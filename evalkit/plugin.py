@@ -202,6 +202,28 @@ def _variants(specs: Sequence[str]) -> tuple[Variant, ...]:
     return tuple(variants)
 
 
+def training_data_warnings(cfg: RunConfig) -> list[str]:
+    """One warning per adapter whose ``training.json`` says it was trained on the Spider split this run scores
+    (the seed reports fine-tuned on dev and evaluated on dev): its Spider figures measure recall of the
+    answers, not skill. Adapters without a ``training.json`` are not judged."""
+    from evalkit.models import adapter_provenance
+
+    if "spider" not in cfg.suites:
+        return []
+    warnings = []
+    for variant in cfg.variants:
+        facts = adapter_provenance(variant.adapter) if variant.adapter else None
+        if not facts:
+            continue
+        same_split = facts.get("data_split") == cfg.spider_split
+        if same_split or (cfg.spider_split == "dev" and facts.get("trained_on_eval_data")):
+            seen = f"Spider {cfg.spider_split}" if same_split else "questions of Spider dev"
+            warnings.append(f"adapter {variant.name!r} was trained on {seen} (its training.json), which this run "
+                            f"scores: its Spider figures and deltas are not held-out results. Fix: train with "
+                            f"data.split: train and allow_eval_split: false.")
+    return warnings
+
+
 def load_config(config: pytest.Config) -> RunConfig:
     """Read and validate every option; a bad value raises :class:`ConfigError` naming the option and the fix."""
     from evalkit.paths import cache_dir, data_dir
@@ -426,7 +448,7 @@ class Runtime:
         self.pending: list[tuple[str, Any]] = []  # model and inference facts for the next test report
 
     def _load(self, variant: Variant) -> Any:
-        from evalkit.models import load_model
+        from evalkit.models import adapter_provenance, load_model
 
         if self.model is None or self.model.adapter != variant.adapter:
             self.model = None
@@ -437,7 +459,8 @@ class Runtime:
                                                     "adapter": str(m.adapter) if m.adapter else None,
                                                     "base_fingerprint": m.base_fingerprint,
                                                     "adapter_fingerprint": m.adapter_fingerprint,
-                                                    "fingerprint": m.fingerprint, "device": m.device}))
+                                                    "fingerprint": m.fingerprint, "device": m.device,
+                                                    "training": adapter_provenance(m.adapter) if m.adapter else None}))
         return self.model
 
     def _selected(self, suite: str, variant: str) -> list[EvalItem]:
@@ -567,6 +590,7 @@ class State:
     gate_results: list[Any] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
     finish_error: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Collect records: on the controller under xdist (reports carry them), else in this process."""
@@ -597,9 +621,10 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{marker}: {text} (tradeoff)")
     try:
         cfg = load_config(config)
+        warnings = training_data_warnings(cfg)
     except EvalkitError as exc:
         raise pytest.UsageError(str(exc)) from exc
-    state = config.stash[STATE_KEY] = State(cfg=cfg)
+    state = config.stash[STATE_KEY] = State(cfg=cfg, warnings=warnings)
     config.pluginmanager.register(state, "tradeoff-state")
     for variant in cfg.variants:
         config.addinivalue_line("markers", f"{variant.name}: tests of variant {variant.name} (tradeoff)")
@@ -608,6 +633,12 @@ def pytest_configure(config: pytest.Config) -> None:
             config.option.loadgroup = True  # xdist adds the group to node ids, which the controller schedules by
     elif getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", "no") == "load":
         config.option.dist = "loadgroup"
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Training-data warnings before the run, not only after hours of inference."""
+    state = config.stash.get(STATE_KEY, None)
+    return [f"tradeoff WARNING (training data): {w}" for w in state.warnings] if state else []
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -738,6 +769,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         "models": {v: state.models[v] for v in variants if v in state.models},
         "data": data_checksums(cfg),
         "versions": _versions(),
+        "warnings": state.warnings,
         "run": {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(state.started)),
                 "seconds": round(time.time() - state.started, 1),
                 "workers": getattr(session.config.option, "numprocesses", None) or 1,
@@ -786,6 +818,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     for result in state.gate_results:
         if result.power_warning:
             tr.write_line(f"WARNING (power): {result.power_warning}", yellow=True)
+    for warning in state.warnings:
+        tr.write_line(f"WARNING (training data): {warning}", yellow=True)
     cfg = state.cfg
     if cfg.gates:
         verdict = "FAILED" if any(g.verdict != "PASS" for g in state.gate_results) else "passed"

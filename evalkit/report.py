@@ -376,6 +376,8 @@ def to_markdown(summary: Summary, gates: Sequence[GateResult], meta: Mapping[str
                             [[g.label, g.figure_text, g.evidence, f"**{g.verdict}**"] for g in gates]), ""]
         warnings = [g.power_warning for g in gates if g.power_warning]
         parts += [f"- Warning: {w}" for w in warnings] + ([""] if warnings else [])
+    if meta.get("warnings"):
+        parts += ["## Warnings", "", *(f"- {w}" for w in meta["warnings"]), ""]
     return "\n".join(parts)
 
 

@@ -4,7 +4,8 @@
 run writes and ``config.py`` for the keys.
 """
 
+from evalkit.models import adapter_provenance as provenance
 from training.config import TrainingConfig, load_config, parse_config
-from training.train import provenance, train
+from training.train import train
 
 __all__ = ["TrainingConfig", "load_config", "parse_config", "provenance", "train"]

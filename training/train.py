@@ -14,8 +14,8 @@ The pieces, in the order a run uses them:
   ``final/``, and writes ``run.json`` and ``loss.png``. Trainer checkpoints under ``checkpoints/`` make
   ``--resume`` possible after a crash.
 
-Every adapter folder gets a ``training.json`` (see :func:`provenance`) so that a report built on it can
-say what it was trained on, in particular whether it saw evaluation questions.
+Every adapter folder gets a ``training.json`` (read back by :func:`evalkit.models.adapter_provenance`) so
+that a report built on it can say what it was trained on, in particular whether it saw evaluation questions.
 """
 
 from __future__ import annotations
@@ -35,12 +35,11 @@ from typing import Any
 
 from evalkit.data.spider import SpiderExample, checksum, load_spider
 from evalkit.errors import ConfigError
-from evalkit.models import EMBEDDED, materialise_embedded, pick_device
+from evalkit.models import EMBEDDED, PROVENANCE_FILE, materialise_embedded, pick_device
 from training.config import SPLIT_HINT, TrainingConfig
 
 EVAL_SPLIT = "dev"
 RUN_FILE = "run.json"
-PROVENANCE_FILE = "training.json"
 LIBRARIES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "bitsandbytes", "tokenizers")
 
 
@@ -153,12 +152,6 @@ def load_base(config: TrainingConfig, device: str) -> tuple[Any, Any, str]:
     if config.quantization.mode == "none":
         model.to(device)
     return model, tokenizer, source
-
-
-def provenance(adapter: str | Path) -> dict[str, Any] | None:
-    """What an adapter folder written by this module was trained on (``training.json``), or None."""
-    path = Path(adapter) / PROVENANCE_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _save_adapter(model: Any, folder: Path, facts: dict[str, Any]) -> None:

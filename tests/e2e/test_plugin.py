@@ -237,6 +237,29 @@ def test_xdist_gives_the_same_report_as_serial(project, data_dir, results_cache,
     assert parallel.result.parseoutcomes() == serial.result.parseoutcomes()
 
 
+def test_adapter_trained_on_the_scored_split_is_flagged(project, data_dir, results_cache, adapter, joint, tmp_path):
+    """An adapter whose training.json says it saw Spider dev (the seed reports' mistake) gets a warning before
+    the run, in the summary and in both report files; an unreadable training.json stops the run."""
+    import shutil
+
+    trained_on_dev = tmp_path / "on-dev"
+    shutil.copytree(adapter, trained_on_dev)
+    (trained_on_dev / "training.json").write_text(json.dumps(
+        {"base_model": "smollm2-135m", "data_split": "dev", "allow_eval_split": True, "trained_on_eval_data": True}))
+    flagged = run(project, data_dir, results_cache, *SMALL, "--suites=spider", f"--adapter={trained_on_dev}")
+    warning = "adapter 'on-dev' was trained on Spider dev (its training.json), which this run scores"
+    assert flagged.out.count(f"WARNING (training data): {warning}") == 2  # header and summary
+    assert [w[:len(warning)] for w in flagged.json["warnings"]] == [warning]
+    assert flagged.json["models"]["on-dev"]["training"]["data_split"] == "dev"
+    assert "## Warnings" in (flagged.report_dir / "tradeoff.md").read_text()
+    assert joint.json["warnings"] == [] and joint.json["models"]["lora"]["training"] is None
+
+    (trained_on_dev / "training.json").write_text("{not json")
+    broken = project.runpytest_inprocess("--co", f"--adapter={trained_on_dev}")
+    assert broken.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"{trained_on_dev / 'training.json'} is unreadable" in broken.stderr.str()
+
+
 def test_crash_then_resume_from_cache(project, data_dir, tmp_path):
     cache = tmp_path / "cache"
     sample = ["--suites=spider", f"--spider-dbs={SPIDER_DB}", "--spider-sample=1", "--max-new-tokens=24",
