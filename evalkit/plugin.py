@@ -22,6 +22,7 @@ Options come from the command line, else ``TRADEOFF_*`` environment variables, e
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -482,6 +483,12 @@ class Runtime:
                 "--spider-sample/--mmlu-sample/--sample-seed/--spider-dbs/--mmlu-subjects, or with 'all'."
             )
 
+    def _uncaptured(self) -> Any:
+        """Let the progress bar reach the terminal: inference runs inside the first test of a batch, whose
+        output pytest captures (and shows only for failures)."""
+        capture = self.session.config.pluginmanager.getplugin("capturemanager")
+        return capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext()
+
     def _infer(self, suite: str, variant: Variant) -> None:
         from evalkit.inference import choice_logprobs, generate
         from evalkit.prompts import build_prompt
@@ -493,12 +500,14 @@ class Runtime:
         prompts = {i.id: build_prompt(template, i.example, model.tokenizer).text for i in items}
         texts = list(prompts.values())
         started = time.perf_counter()
-        if suite == "spider":
-            results = generate(model, texts, max_new_tokens=self.cfg.max_new_tokens, stop=list(SPIDER_STOP),
-                               batch_size=self.cfg.batch_size, cache=self.cache, progress=False)
-        else:
-            results = choice_logprobs(model, texts, list(MMLU_CHOICES), batch_size=self.cfg.batch_size,
-                                      cache=self.cache, progress=False)
+        label = f"tradeoff {suite} {variant.name}"
+        with self._uncaptured():  # a full run infers for an hour: show its progress bar (items/s, ETA)
+            if suite == "spider":
+                results = generate(model, texts, max_new_tokens=self.cfg.max_new_tokens, stop=list(SPIDER_STOP),
+                                   batch_size=self.cfg.batch_size, cache=self.cache, progress=label)
+            else:
+                results = choice_logprobs(model, texts, list(MMLU_CHOICES), batch_size=self.cfg.batch_size,
+                                          cache=self.cache, progress=label)
         self.pending.append(("tradeoff-inference", {"suite": suite, "variant": variant.name, "prompts": len(texts),
                                                     "seconds": round(time.perf_counter() - started, 3)}))
         self.prompts[(suite, variant.name)] = prompts
