@@ -212,7 +212,9 @@ def load_model(
 ) -> LoadedModel:
     """Load ``spec`` (alias, local folder or hub id), optionally with a LoRA ``adapter``, in eval mode.
 
-    fp32 on CPU (bf16 is 2-3x slower on AVX2-only CPUs); bf16 on CUDA where supported.
+    fp32 on CPU (bf16 is 2-3x slower on AVX2-only CPUs); bf16 on CUDA where supported. On CPU, sdpa
+    attention is swapped for :mod:`evalkit.inference.attention` (the same attention without copying the
+    KV cache for grouped heads; about 2x faster batched decoding here).
     ``load_in_4bit`` uses bitsandbytes NF4 and needs CUDA.
     """
     import torch
@@ -247,6 +249,10 @@ def load_model(
         ) from exc
     if not load_in_4bit:
         model.to(device)
+    if device == "cpu" and getattr(model.config, "_attn_implementation", None) == "sdpa":
+        from evalkit.inference.attention import register
+
+        model.set_attn_implementation(register())  # no KV-cache copies for grouped heads (measured on CPU)
     adapter_path = Path(adapter).expanduser() if adapter else None
     if adapter_path is not None:
         model = _load_adapter(model, adapter_path, spec)

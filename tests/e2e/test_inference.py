@@ -21,7 +21,7 @@ import torch
 
 from evalkit.data.mmlu import load_mmlu
 from evalkit.data.spider import load_spider
-from evalkit.inference import ResultCache, choice_logprobs, generate
+from evalkit.inference import ResultCache, attention, choice_logprobs, generate
 from evalkit.inference.engine import _build_rows, encode_pairs, plan_prefix_groups
 from evalkit.models import LoadedModel
 from evalkit.prompts import mmlu_kshot_prompt, spider_chat_prompt
@@ -110,6 +110,25 @@ def test_generation_batched_equals_one_at_a_time_and_stops(embedded_model: Loade
         assert ";" not in cut and "." not in cut
         assert cut == full.split(";")[0].split(".")[0]
     assert sum(len(cut) < len(full) for full, cut in zip(batched, stopped)) >= 2
+
+
+def test_cpu_attention_equals_transformers_sdpa(embedded_model: LoadedModel, spider_prompts: list[str]) -> None:
+    """The KV-copy-free grouped-query attention (the CPU default) gives sdpa's results on padded batches."""
+    assert embedded_model.model.config._attn_implementation == attention.NAME
+    mmlu = _mmlu_prompts(["anatomy", "virology"], 2, shots=5)
+
+    def run() -> tuple[list[list[float]], list[str]]:
+        scores = choice_logprobs(embedded_model, mmlu, LETTERS, share_prefix=False, progress=False)
+        return scores, generate(embedded_model, spider_prompts, max_new_tokens=24, progress=False)
+
+    ours, ours_text = run()
+    embedded_model.model.set_attn_implementation("sdpa")
+    try:
+        theirs, theirs_text = run()
+    finally:
+        embedded_model.model.set_attn_implementation(attention.NAME)
+    assert max(abs(a - b) for x, y in zip(ours, theirs) for a, b in zip(x, y)) < 1e-4
+    assert ours_text == theirs_text
 
 
 def test_warm_cache_serves_everything_and_keys_on_the_model(embedded_model: LoadedModel, tmp_path: Path,
