@@ -214,7 +214,7 @@ def load_model(
 
     fp32 on CPU (bf16 is 2-3x slower on AVX2-only CPUs); bf16 on CUDA where supported. On CPU, sdpa
     attention is swapped for :mod:`evalkit.inference.attention` (the same attention without copying the
-    KV cache for grouped heads; about 2x faster batched decoding here).
+    KV cache for grouped heads: 16 batched Spider questions took 13.6 s instead of 25.6 s here).
     ``load_in_4bit`` uses bitsandbytes NF4 and needs CUDA.
     """
     import torch

@@ -17,6 +17,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
 NAME = "evalkit_gqa_sdpa"
 
 
@@ -24,9 +29,6 @@ def gqa_sdpa_attention(module: Any, query: Any, key: Any, value: Any, attention_
                        scaling: float | None = None, is_causal: bool | None = None, **kwargs: Any) -> tuple[Any, None]:
     """transformers attention interface: ``query (b, heads, q, d)``, ``key/value (b, kv_heads, k, d)``,
     ``attention_mask (b, 1, q, k)`` boolean or additive, or None; returns ``(b, q, heads, d)``."""
-    import torch
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
     if attention_mask is None or attention_mask.shape[1] != 1:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, **kwargs)
@@ -34,8 +36,8 @@ def gqa_sdpa_attention(module: Any, query: Any, key: Any, value: Any, attention_
     kv_heads = key.shape[1]
     groups = heads // kv_heads
     folded = query.reshape(batch, kv_heads, groups * q_len, dim)  # head h = kv * groups + g  ->  row g * q_len + t
-    mask = attention_mask
-    if q_len > 1 and groups > 1:
+    mask = attention_mask  # (b, 1, q, k): one row per query position, the same for every group
+    if q_len > 1:
         rows, keys = mask.shape[0], mask.shape[-1]
         mask = mask.unsqueeze(2).expand(rows, 1, groups, q_len, keys).reshape(rows, 1, groups * q_len, keys)
     out = torch.nn.functional.scaled_dot_product_attention(folded, key, value, attn_mask=mask,
@@ -45,9 +47,6 @@ def gqa_sdpa_attention(module: Any, query: Any, key: Any, value: Any, attention_
 
 def register() -> str:
     """Make :data:`NAME` a valid ``attn_implementation`` (with sdpa's mask format); idempotent."""
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-
     AttentionInterface.register(NAME, gqa_sdpa_attention)
     AttentionMaskInterface.register(NAME, sdpa_mask)
     return NAME

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from evalkit.data.mmlu import load_mmlu
 from evalkit.data.spider import load_spider
@@ -114,7 +115,20 @@ def test_generation_batched_equals_one_at_a_time_and_stops(embedded_model: Loade
 
 def test_cpu_attention_equals_transformers_sdpa(embedded_model: LoadedModel, spider_prompts: list[str]) -> None:
     """The KV-copy-free grouped-query attention (the CPU default) gives sdpa's results on padded batches."""
-    assert embedded_model.model.config._attn_implementation == attention.NAME
+    config = embedded_model.model.config
+    assert config._attn_implementation == attention.NAME
+    # The function itself, on the model's real attention layer: a left-padded prefill and a decoding step.
+    layer, dim = embedded_model.model.model.layers[0].self_attn, config.hidden_size // config.num_attention_heads
+    generator = torch.Generator().manual_seed(0)
+    query = torch.randn(2, config.num_attention_heads, 5, dim, generator=generator)
+    key, value = (torch.randn(2, config.num_key_value_heads, 7, dim, generator=generator) for _ in range(2))
+    mask = torch.ones(2, 1, 5, 7, dtype=torch.bool).tril(diagonal=2)
+    mask[0, :, :, :2] = False  # row 0 is left padded by two positions
+    for q, m in ((query, mask), (query[:, :, -1:], mask[:, :, -1:])):
+        ours = attention.gqa_sdpa_attention(layer, q, key, value, m, scaling=dim ** -0.5)[0]
+        theirs = sdpa_attention_forward(layer, q, key, value, m, scaling=dim ** -0.5)[0]
+        assert ours.shape == theirs.shape and torch.allclose(ours, theirs, atol=1e-5)
+    # And the whole engine, on padded batches of real prompts.
     mmlu = _mmlu_prompts(["anatomy", "virology"], 2, shots=5)
 
     def run() -> tuple[list[list[float]], list[str]]:
