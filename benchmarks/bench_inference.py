@@ -32,7 +32,8 @@ import torch
 from evalkit.data.mmlu import SUBJECTS, load_mmlu
 from evalkit.data.spider import load_spider
 from evalkit.inference import ResultCache, choice_logprobs, generate
-from evalkit.inference.engine import _build_rows, _max_length, encode_pairs, plan_prefix_groups
+from evalkit.inference.engine import _build_rows, _max_length, plan_prefix_groups
+from evalkit.inference.tokens import encode_pairs
 from evalkit.models import LoadedModel, load_model
 from evalkit.prompts import mmlu_kshot_prompt, spider_chat_prompt
 

@@ -1,11 +1,16 @@
 """tradeoff's evaluation kit: what did specialising a model cost it?
 
-The package is flat on purpose; each module holds one concern:
+Data flows one way, each module holding one concern:
 
-- ``evalkit.data``: Spider and MMLU loaders over the real files (``data/spider.py``, ``data/mmlu.py``).
-- ``evalkit.models``: base model / base + LoRA adapter loading, with fingerprints for caching.
-- ``evalkit.errors``: the exception types; every message names the thing that is wrong and the fix.
-- ``evalkit.paths``: where data and caches live (``--data-dir`` > ``TRADEOFF_DATA_DIR`` > ``datasets_cache/``).
+- ``data/``: Spider and MMLU loaders over the real files; ``prompts``: every prompt, named in a registry.
+- ``models/``: where a base comes from, fingerprints, loading (base, or base + LoRA adapter).
+- ``inference/``: batched generation and log-likelihoods behind one backend protocol, over a crash-safe cache.
+- ``metrics/``: the DeepEval metrics (Spider execution accuracy, multiple-choice accuracy), measured once;
+  ``sandbox``: where model SQL runs.
+- ``suites/``: each benchmark declared as data (Spider, MMLU, a user's JSONL), and their registry.
+- ``config``, ``sampling``, ``runtime``, ``baseline``: one run's settings, sample, inference and base results.
+- ``summary`` (the only aggregation; ``stats`` for the intervals), ``gates``, ``report/`` (text, files, plots),
+  ``finish`` (the end of a run); ``plugin``: the pytest options and hooks that tie them together.
 """
 
 __version__ = "0.1.0"

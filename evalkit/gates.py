@@ -1,8 +1,8 @@
-"""Regression gates: ``--gate "mmlu.delta >= -0.02"`` parsed, judged against a :class:`~evalkit.report.Summary`.
+"""Regression gates: ``--gate "mmlu.delta >= -0.02"`` parsed, judged against a :class:`~evalkit.summary.Summary`.
 
 Grammar: ``SUITE[.GROUP].KIND[.BOUND][@VARIANT] OP NUMBER`` where KIND is ``score`` (a variant's
-accuracy) or ``delta`` (its paired difference to the base), GROUP a Spider hardness, an MMLU category,
-an MMLU subject or a Spider database, BOUND ``lo``/``hi`` (compare that end of the CI), OP ``>=`` or
+accuracy) or ``delta`` (its paired difference to the base), GROUP one of the suite's groups or clusters (a Spider
+hardness or database, an MMLU category or subject), BOUND ``lo``/``hi`` (compare that end of the CI), OP ``>=`` or
 ``<=``, and NUMBER a fraction (``0.30`` is 30 %). Without ``@VARIANT`` a gate applies to every adapter
 (the models under test), or to the base when no adapter was evaluated.
 
@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from evalkit.errors import ConfigError
-from evalkit.report import BASE, SUITES, Summary
+from evalkit.summary import BASE, Summary
 from evalkit.stats import Estimate, PairedDelta, holm, minimal_detectable_effect, violation_p_value
 
 Basis = Literal["ci", "point"]
@@ -49,8 +49,9 @@ class Gate:
     threshold: float
 
 
-def parse_gate(text: str) -> Gate:
-    """Parse one gate expression; a malformed one raises :class:`ConfigError` showing the form."""
+def parse_gate(text: str, suites: Collection[str], variants: Collection[str] | None = None) -> Gate:
+    """Parse one gate expression against the run's ``suites`` (and ``variants`` when known), so a typo is
+    reported before the run, not after hours of inference; a malformed one raises :class:`ConfigError`."""
     match = _GATE.match(text)
     if not match:
         raise ConfigError(f"Gate {text!r} cannot be read. Fix: write it as {_FORM}.")
@@ -59,10 +60,19 @@ def parse_gate(text: str) -> Gate:
     if len(parts) < 2 or parts[-1] not in ("score", "delta"):
         raise ConfigError(f"Gate {text!r}: the figure must end in .score or .delta (optionally .lo/.hi). "
                           f"Fix: write it as {_FORM}.")
-    if parts[0] not in SUITES:
-        raise ConfigError(f"Gate {text!r}: unknown suite {parts[0]!r}. Fix: use one of {', '.join(SUITES)}.")
-    return Gate(text=text.strip(), suite=parts[0], group=".".join(parts[1:-1]) or None, kind=parts[-1],
-                bound=bound, variant=match["variant"], op=match["op"], threshold=float(match["value"]))
+    if parts[0] not in suites:
+        raise ConfigError(f"Gate {text!r}: suite {parts[0]!r} is not in this run. Fix: use one of {', '.join(suites)}.")
+    variant = match["variant"]
+    if variants is not None and variant is not None and variant not in variants:
+        raise ConfigError(f"Gate {text!r}: variant {variant!r} is not evaluated in this run. "
+                          f"Fix: use one of {', '.join(variants)}, or drop @{variant} to gate every adapter.")
+    threshold, kind = float(match["value"]), parts[-1]
+    low = -1.0 if kind == "delta" else 0.0
+    if not low <= threshold <= 1.0:
+        raise ConfigError(f"Gate {text!r}: {threshold:g} is outside {low:g}..1; thresholds are fractions "
+                          f"(0.30 is 30%, -0.02 is -2 pp). Fix: write it as a fraction.")
+    return Gate(text=text.strip(), suite=parts[0], group=".".join(parts[1:-1]) or None, kind=kind,
+                bound=bound, variant=variant, op=match["op"], threshold=threshold)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from evalkit.data.mmlu import LETTERS, MMLUQuestion, load_shots
@@ -33,6 +34,7 @@ Header = Literal["harness", "hendrycks"]
 MAX_MMLU_SHOTS = 5  # MMLU's dev split has exactly 5 questions per subject
 # What is scored after an MMLU prompt: the harness's target_delimiter " " before each answer letter.
 MMLU_CONTINUATIONS = tuple(f" {letter}" for letter in LETTERS)
+CHOICE_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"  # multiple-choice files may have more than four choices
 
 
 class ChatTokenizer(Protocol):
@@ -59,9 +61,22 @@ def mmlu_question_text(question: MMLUQuestion, header: Header = "harness") -> st
 
     The harness strips the question (Jinja ``question.strip()``); Hendrycks' script uses the raw field.
     """
-    text = question.question.strip() if header == "harness" else question.question
-    choices = "".join(f"\n{letter}. {choice}" for letter, choice in zip(LETTERS, question.choices))
-    return f"{text}{choices}\nAnswer:"
+    return lettered_question(question.question.strip() if header == "harness" else question.question,
+                             question.choices)
+
+
+def lettered_question(text: str, choices: Sequence[str]) -> str:
+    """``text``, each choice on its own line after its letter (A., B., ...), then ``Answer:``."""
+    lines = "".join(f"\n{letter}. {choice}" for letter, choice in zip(CHOICE_LETTERS, choices))
+    return f"{text}{lines}\nAnswer:"
+
+
+def multiple_choice_prompt(question: str, choices: Sequence[str], subject: str | None = None) -> str:
+    """A zero-shot multiple-choice prompt in the harness's MMLU format, for any number of choices: the
+    description (naming the subject when there is one), the stripped question, lettered choices, ``Answer:``."""
+    about = f" about {subject.replace('_', ' ')}" if subject else ""
+    return (f"The following are multiple choice questions (with answers){about}.\n\n"
+            + lettered_question(question.strip(), choices))
 
 
 def mmlu_prompt(question: MMLUQuestion, shots: Sequence[MMLUQuestion], header: Header = "harness") -> str:
@@ -77,16 +92,17 @@ def mmlu_prompt(question: MMLUQuestion, shots: Sequence[MMLUQuestion], header: H
 
 
 @functools.lru_cache(maxsize=None)
-def _cached_shots(subject: str, k: int) -> tuple[MMLUQuestion, ...]:
+def _cached_shots(subject: str, k: int, data_dir: Path | None) -> tuple[MMLUQuestion, ...]:
     """Dev shots per (subject, k): 14042 prompts would otherwise re-read the dev CSV every time."""
-    return tuple(load_shots(subject, k)) if k else ()
+    return tuple(load_shots(subject, k, data_dir)) if k else ()
 
 
-def mmlu_kshot_prompt(question: MMLUQuestion, *, shots: int = MAX_MMLU_SHOTS, header: Header = "harness") -> str:
+def mmlu_kshot_prompt(question: MMLUQuestion, *, shots: int = MAX_MMLU_SHOTS, header: Header = "harness",
+                      data_dir: Path | None = None) -> str:
     """``mmlu_prompt`` with the first ``shots`` dev questions of the question's own subject."""
     if not 0 <= shots <= MAX_MMLU_SHOTS:
         raise ConfigError(f"MMLU shots={shots}: must be 0..{MAX_MMLU_SHOTS} (the dev split has 5 per subject).")
-    return mmlu_prompt(question, _cached_shots(question.subject, shots), header)
+    return mmlu_prompt(question, _cached_shots(question.subject, shots, data_dir), header)
 
 
 # ------------------------------------------------------------------------------------------- Spider
@@ -146,9 +162,9 @@ def spider_chat_prompt(example: SpiderExample, tokenizer: ChatTokenizer, *, samp
 
 
 @functools.lru_cache(maxsize=1)
-def spider_fewshot_examples() -> tuple[SpiderExample, ...]:
+def spider_fewshot_examples(data_dir: Path | None = None) -> tuple[SpiderExample, ...]:
     """The fixed train examples of :data:`SPIDER_FEWSHOT_SHOTS`, checked against their expected db_id."""
-    train = load_spider("train")
+    train = load_spider("train", data_dir)
     chosen = []
     for index, db_id in SPIDER_FEWSHOT_SHOTS:
         if index >= len(train) or train[index].db_id != db_id:
@@ -162,10 +178,11 @@ def spider_fewshot_examples() -> tuple[SpiderExample, ...]:
     return tuple(chosen)
 
 
-def spider_fewshot_prompt(example: SpiderExample, *, shots: int = 3, sample_rows: int = 0) -> str:
+def spider_fewshot_prompt(example: SpiderExample, *, shots: int = 3, sample_rows: int = 0,
+                          data_dir: Path | None = None) -> str:
     """A plain-text completion prompt for base models: the instruction, ``shots`` solved train examples,
     then this example's schema and question, ending in ``"SQL:"`` for the model to continue."""
-    pool = spider_fewshot_examples()
+    pool = spider_fewshot_examples(data_dir)
     if not 0 <= shots <= len(pool):
         raise ConfigError(f"Spider few-shot shots={shots}: must be 0..{len(pool)} (the fixed train examples).")
     blocks = [SPIDER_SYSTEM_PROMPT]
@@ -183,7 +200,7 @@ class Template:
 
     name: str
     item_type: type
-    build: Callable[..., str]  # (item, tokenizer, **options) -> prompt text
+    build: Callable[..., str]  # (item, tokenizer, data_dir, **options) -> prompt text
     options: tuple[str, ...] = ()
     needs_tokenizer: bool = False
     description: str = ""
@@ -204,7 +221,7 @@ def _mmlu_template(shots: int, header: Header) -> Template:
     return Template(
         name=f"mmlu-{shots}shot{suffix}",
         item_type=MMLUQuestion,
-        build=lambda item, tokenizer: mmlu_kshot_prompt(item, shots=shots, header=header),
+        build=lambda item, tokenizer, data_dir: mmlu_kshot_prompt(item, shots=shots, header=header, data_dir=data_dir),
         description=f"MMLU, {shots} dev shots in file order, {header} format",
     )
 
@@ -216,7 +233,7 @@ TEMPLATES: dict[str, Template] = {
         Template(
             name="spider-chat",
             item_type=SpiderExample,
-            build=lambda item, tokenizer, **options: spider_chat_prompt(item, tokenizer, **options),
+            build=lambda item, tokenizer, data_dir, **options: spider_chat_prompt(item, tokenizer, **options),
             options=("sample_rows",),
             needs_tokenizer=True,
             description="Spider zero-shot chat prompt (the fine-tuning prompt), through the chat template",
@@ -224,7 +241,8 @@ TEMPLATES: dict[str, Template] = {
         Template(
             name="spider-fewshot",
             item_type=SpiderExample,
-            build=lambda item, tokenizer, **options: spider_fewshot_prompt(item, **options),
+            build=lambda item, tokenizer, data_dir, **options: spider_fewshot_prompt(item, data_dir=data_dir,
+                                                                                     **options),
             options=("shots", "sample_rows"),
             description="Spider 3-shot completion prompt for base models (fixed train examples)",
         ),
@@ -233,9 +251,9 @@ TEMPLATES: dict[str, Template] = {
 
 
 def build_prompt(template: str, item: MMLUQuestion | SpiderExample, tokenizer: ChatTokenizer | None = None,
-                 **options: Any) -> PromptRecord:
+                 data_dir: Path | None = None, **options: Any) -> PromptRecord:
     """Build the prompt ``template`` for one example; the options (e.g. ``sample_rows``) are recorded
-    with it, so the record alone rebuilds the same text."""
+    with it, so the record alone rebuilds the same text. ``data_dir`` is where few-shot examples are read."""
     spec = TEMPLATES.get(template)
     if spec is None:
         raise ConfigError(f"Unknown prompt template {template!r}. Fix: use one of {', '.join(TEMPLATES)}.")
@@ -252,4 +270,4 @@ def build_prompt(template: str, item: MMLUQuestion | SpiderExample, tokenizer: C
         )
     if spec.needs_tokenizer and tokenizer is None:
         raise ConfigError(f"Prompt template {template!r} renders a chat template. Fix: pass tokenizer=.")
-    return PromptRecord(template, spec.build(item, tokenizer, **options), item.id, dict(options))
+    return PromptRecord(template, spec.build(item, tokenizer, data_dir, **options), item.id, dict(options))

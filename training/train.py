@@ -23,19 +23,18 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import platform
 import random
 import re
 import sys
 import time
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from evalkit.data.spider import SpiderExample, checksum, load_spider
 from evalkit.errors import ConfigError
-from evalkit.models import EMBEDDED, PROVENANCE_FILE, materialise_embedded, pick_device
+from evalkit.models import PROVENANCE_FILE, load_tokenizer, nf4_config, pick_device, resolve_base
+from evalkit.versions import package_versions
 from training.config import SPLIT_HINT, TrainingConfig
 
 EVAL_SPLIT = "dev"
@@ -127,27 +126,17 @@ def _resolve_device(config: TrainingConfig) -> str:
 
 
 def load_base(config: TrainingConfig, device: str) -> tuple[Any, Any, str]:
-    """(model, tokenizer, source): fp32 on CPU (bf16 is 2-3x slower on AVX2), the compute dtype on CUDA."""
+    """(model, tokenizer, source), resolved and fixed as evaluation does: fp32 on CPU, the compute dtype on CUDA."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+    from transformers import AutoModelForCausalLM
 
-    base = config.model.base
-    if base in EMBEDDED:  # the dense safetensors folder converted from the GGUF, never the GGUF itself
-        source = str(materialise_embedded(base))
-    elif base.startswith((".", "/", "~")):
-        source = str(Path(base).expanduser())
-    else:
-        source = base  # a hub id
+    source, _ = resolve_base(config.model.base)
     dtype = getattr(torch, config.quantization.compute_dtype) if device == "cuda" else torch.float32
     kwargs: dict[str, Any] = {"dtype": dtype}
     if config.quantization.mode == "4bit":
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
-        )
+        kwargs["quantization_config"] = nf4_config(dtype)
         kwargs["device_map"] = {"": 0}
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(source, padding_side="right")
     model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     if config.quantization.mode == "none":
         model.to(device)
@@ -228,16 +217,6 @@ def write_loss_curve(history: list[dict[str, Any]], path: Path, title: str) -> N
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def _versions() -> dict[str, str | None]:
-    found: dict[str, str | None] = {"python": platform.python_version()}
-    for name in LIBRARIES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = None
-    return found
 
 
 def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -334,7 +313,7 @@ def train(config: TrainingConfig, config_path: str | Path | None = None, resume:
         "status": "running",
         "config_file": str(config_path) if config_path else None,
         "config": config.model_dump(),
-        "versions": _versions(),
+        "versions": package_versions(LIBRARIES),
         "device": device,
         "base_model": {"spec": config.model.base, "source": source},
         "seed": config.trainer.seed,

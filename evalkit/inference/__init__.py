@@ -6,37 +6,36 @@
 
 Both look every request up in an optional :class:`ResultCache` first, compute only what is missing, and
 write each batch's results the moment the batch finishes: a run killed half-way resumes where it died.
-The backend is the transformers one (:mod:`evalkit.inference.engine`); a model loaded through
-:func:`evalkit.inference.vllm_backend.load_vllm` goes to vLLM instead, which only then is imported.
+Both take a :class:`~evalkit.models.LoadedModel` (run by the transformers backend,
+:mod:`evalkit.inference.engine`) or any :class:`~evalkit.inference.backend.Backend`, such as
+:class:`evalkit.inference.vllm_backend.VLLMBackend`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from types import ModuleType
 from typing import Any
 
 from evalkit.errors import ConfigError
+from evalkit.inference.backend import Backend
 from evalkit.inference.cache import ResultCache, default_cache_path, result_key
+from evalkit.inference.engine import HFBackend
 from evalkit.models import LoadedModel
 
-__all__ = ["ResultCache", "choice_logprobs", "default_cache_path", "generate"]
+__all__ = ["Backend", "HFBackend", "ResultCache", "as_backend", "choice_logprobs", "default_cache_path", "generate"]
 
 log = logging.getLogger(__name__)
 
 
-def _backend(model: LoadedModel) -> ModuleType:
-    if not isinstance(model, LoadedModel):
-        raise ConfigError(f"Expected a LoadedModel (from evalkit.models.load_model), got {type(model).__name__}. "
-                          "Fix: load the model with load_model(spec, adapter).")
-    if model.extra.get("backend") == "vllm":
-        from evalkit.inference import vllm_backend
-
-        return vllm_backend
-    from evalkit.inference import engine
-
-    return engine
+def as_backend(model: LoadedModel | Backend) -> Backend:
+    """The backend that runs ``model``: transformers for a LoadedModel, else the backend itself."""
+    if isinstance(model, LoadedModel):
+        return HFBackend(model)
+    if isinstance(model, Backend):
+        return model
+    raise ConfigError(f"Expected a LoadedModel (from evalkit.models.load_model) or an inference backend, got "
+                      f"{type(model).__name__}. Fix: load the model with load_model(spec, adapter).")
 
 
 def _progress_bar(progress: bool | str, total: int, default: str, unit: str) -> Any:
@@ -67,7 +66,7 @@ def _cached_run(keys: Sequence[str], compute: Callable[[list[int]], Iterator[lis
     return [results[key] for key in keys]
 
 
-def generate(model: LoadedModel, prompts: list[str], *, max_new_tokens: int = 256, stop: Sequence[str] = (),
+def generate(model: LoadedModel | Backend, prompts: list[str], *, max_new_tokens: int = 256, stop: Sequence[str] = (),
              batch_size: int | None = None, cache: ResultCache | None = None,
              progress: bool | str = True, share_prefix: bool = True) -> list[str]:
     """Greedy continuation of each prompt (only the new text), in input order.
@@ -77,7 +76,7 @@ def generate(model: LoadedModel, prompts: list[str], *, max_new_tokens: int = 25
     long token prefix (one database's schema) prefill it once (``share_prefix``). ``batch_size=None`` sizes
     batches automatically and halves them on out-of-memory. Deterministic: greedy decoding, no sampling.
     """
-    backend = _backend(model)
+    backend = as_backend(model)
     if isinstance(stop, str):
         raise ConfigError(f"stop={stop!r} is one string; pass a sequence of stop strings, e.g. stop=[{stop!r}].")
     if max_new_tokens < 1:
@@ -87,12 +86,12 @@ def generate(model: LoadedModel, prompts: list[str], *, max_new_tokens: int = 25
             raise ConfigError(f"Prompt {index} is {prompt!r}: every prompt must be a non-empty string.")
     stop = list(stop)
     params = {"max_new_tokens": max_new_tokens, "stop": stop}
-    key_of_model = backend.model_key(model)
-    version = backend.ENGINE_VERSIONS["generate"]
+    key_of_model = backend.model_key()
+    version = backend.engine_versions["generate"]
     keys = [result_key(version, "generate", key_of_model, {"prompt": p, **params}) for p in prompts]
 
     def compute(indices: list[int]) -> Iterator[list[tuple[int, str]]]:
-        for batch in backend.generate_batches(model, [prompts[i] for i in indices], max_new_tokens=max_new_tokens,
+        for batch in backend.generate_batches([prompts[i] for i in indices], max_new_tokens=max_new_tokens,
                                               stop=stop, batch_size=batch_size, share_prefix=share_prefix):
             yield [(indices[j], text) for j, text in batch]
 
@@ -116,7 +115,7 @@ def _choices_per_context(contexts: Sequence[str], choices: Sequence[str] | Seque
     return per_context
 
 
-def choice_logprobs(model: LoadedModel, contexts: list[str], choices: Sequence[str] | Sequence[Sequence[str]], *,
+def choice_logprobs(model: LoadedModel | Backend, contexts: list[str], choices: Sequence[str] | Sequence[Sequence[str]], *,
                     batch_size: int | None = None, cache: ResultCache | None = None, progress: bool | str = True,
                     share_prefix: bool = True) -> list[list[float]]:
     """``result[i][j]``: log-likelihood of continuation ``choices[j]`` (or ``choices[i][j]``) after ``contexts[i]``.
@@ -126,18 +125,18 @@ def choice_logprobs(model: LoadedModel, contexts: list[str], choices: Sequence[s
     harness's ``target_delimiter`` makes it. Contexts that share a long token prefix (few-shot prompts of
     one subject) compute it once (``share_prefix``; off only for comparisons and benchmarks).
     """
-    backend = _backend(model)
+    backend = as_backend(model)
     per_context = _choices_per_context(contexts, choices)
     for index, context in enumerate(contexts):
         if not isinstance(context, str):
             raise ConfigError(f"Context {index} is {type(context).__name__}, not a string.")
     pairs = [(context, choice) for context, options in zip(contexts, per_context) for choice in options]
-    key_of_model = backend.model_key(model)
-    version = backend.ENGINE_VERSIONS["loglikelihood"]
+    key_of_model = backend.model_key()
+    version = backend.engine_versions["loglikelihood"]
     keys = [result_key(version, "loglikelihood", key_of_model, {"context": c, "continuation": x}) for c, x in pairs]
 
     def compute(indices: list[int]) -> Iterator[list[tuple[int, float]]]:
-        for batch in backend.loglikelihood_batches(model, [pairs[i] for i in indices], batch_size=batch_size,
+        for batch in backend.loglikelihood_batches([pairs[i] for i in indices], batch_size=batch_size,
                                                    share_prefix=share_prefix):
             yield [(indices[j], value) for j, value in batch]
 

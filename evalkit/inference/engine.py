@@ -1,9 +1,9 @@
 """The transformers backend: batched greedy generation and answer log-likelihoods with shared-prefix reuse.
 
 Both run on one forward helper: rows (token sequences) sorted by length, left padded, optionally after a
-shared prefix's KV cache. Generation is our own greedy loop rather than ``model.generate``: on this CPU
-``generate`` spent about 1 s per step on a batch of 16 where the bare forward takes 0.43 s, it cannot start
-from a shared prefix cache, and it keeps finished rows in the batch; here a row leaves the batch (and the
+shared prefix's KV cache. Generation is our own greedy loop rather than ``model.generate``: ``generate``
+adds per-step overhead around the bare forward (docs/benchmarks.md), it cannot start from a shared prefix
+cache, and it keeps finished rows in the batch; here a row leaves the batch (and the
 KV cache) the moment it emits EOS or a stop string.
 
 Log-likelihoods follow lm-evaluation-harness's ``loglikelihood`` for causal HF models token for token:
@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from evalkit.errors import ConfigError, EvalkitError
+from evalkit.inference.tokens import cut_at_stop, encode_all, encode_pairs
 from evalkit.models import LoadedModel
 
 # Part of every cache key, per kind of request: bump one when its computation changes, so a change to
@@ -52,7 +53,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 # Automatic batch limits: (max rows, max padded tokens per forward). On CPU, batching barely speeds up
-# prefill (stack notes: 5-shot scoring bs1 0.79 p/s vs bs16 0.54 p/s) but helps decoding a lot, and Linux
+# prefill (docs/benchmarks.md) but helps decoding a lot, and Linux
 # kills a process that over-allocates instead of raising, so the CPU limits are conservative. On a GPU
 # the limits start high and halve on out-of-memory.
 AUTO_LIMITS = {
@@ -61,49 +62,6 @@ AUTO_LIMITS = {
     ("accelerator", "score"): (64, 65536),
     ("accelerator", "generate"): (128, 262144),
 }
-
-
-def model_key(model: LoadedModel) -> str:
-    """What identifies this model's results: weights + adapter, dtype, quantisation, backend."""
-    dtype = str(getattr(model.model, "dtype", "unknown")).replace("torch.", "")
-    return f"hf:{model.fingerprint}:{dtype}:{model.extra.get('quantization') or 'none'}"
-
-
-# ------------------------------------------------------------------------------------- tokenisation
-
-
-def _encode_all(tokenizer: Any, texts: Sequence[str]) -> dict[str, list[int]]:
-    """Tokenise each distinct text once, in one batched call (a context is shared by all its choices)."""
-    unique = list(dict.fromkeys(texts))
-    if not unique:
-        return {}
-    ids = tokenizer(unique, add_special_tokens=False)["input_ids"]
-    return dict(zip(unique, ids))
-
-
-def encode_pairs(tokenizer: Any, pairs: Sequence[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
-    """(context tokens, continuation tokens) for each (context, continuation), as the harness splits them."""
-    split: list[tuple[str, str]] = []
-    for context, continuation in pairs:
-        spaces = len(context) - len(context.rstrip())
-        if context and spaces:
-            context, continuation = context[:-spaces], context[-spaces:] + continuation
-        split.append((context, continuation))
-    encoded = _encode_all(tokenizer, [c for c, _ in split if c] + [c + x if c else x for c, x in split])
-    prefix_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    out = []
-    for index, (context, continuation) in enumerate(split):
-        if not context:
-            cont = encoded[continuation]
-            ctx, cont = (cont[:1], cont[1:]) if cont and cont[0] == prefix_id else ([prefix_id], cont)
-        else:
-            ctx = encoded[context]
-            cont = encoded[context + continuation][len(ctx):]
-        if not cont:
-            raise ConfigError(f"Request {index}: the continuation {pairs[index][1]!r} is empty after tokenisation, "
-                              "so it has no log-likelihood. Fix: pass non-empty answer choices.")
-        out.append((ctx, cont))
-    return out
 
 
 # ------------------------------------------------------------------------------------------ batching
@@ -334,13 +292,6 @@ def loglikelihood_batches(model: LoadedModel, pairs: Sequence[tuple[str, str]], 
 # -------------------------------------------------------------------------------------- generation
 
 
-def cut_at_stop(text: str, stop: Sequence[str]) -> str:
-    """The text before the earliest stop string (the stop string itself is dropped, as in the harness)."""
-    cuts = [text.find(s) for s in stop if s]
-    cuts = [c for c in cuts if c >= 0]
-    return text[:min(cuts)] if cuts else text
-
-
 def _eos_ids(model: LoadedModel) -> set[int]:
     """The tokenizer's EOS and the generation config's (a list for some models)."""
     ids = {model.tokenizer.eos_token_id}
@@ -402,7 +353,7 @@ def generate_batches(model: LoadedModel, prompts: Sequence[str], *, max_new_toke
     if window < 1:
         raise ConfigError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in the model's "
                           f"{_max_length(model)}-token window. Fix: lower max_new_tokens.")
-    encoded = _encode_all(model.tokenizer, prompts)
+    encoded = encode_all(model.tokenizer, prompts)
     rows: dict[tuple[int, ...], _Row] = {}
     for index, prompt in enumerate(prompts):
         tokens = tuple(encoded[prompt][-window:])
@@ -414,3 +365,26 @@ def generate_batches(model: LoadedModel, prompts: Sequence[str], *, max_new_toke
         lambda chunk, prefix_len, cache: _decode_rows(model, chunk, prefix_len, cache, max_new_tokens=max_new_tokens,
                                                       stop=stop, eos=eos),
     )
+
+
+class HFBackend:
+    """The transformers backend for one :class:`~evalkit.models.LoadedModel` (the inference protocol)."""
+
+    engine_versions = ENGINE_VERSIONS
+
+    def __init__(self, model: LoadedModel) -> None:
+        self.loaded = model
+        self.tokenizer = model.tokenizer
+
+    def model_key(self) -> str:
+        """What identifies this model's results: weights + adapter, dtype, quantisation, backend."""
+        return f"hf:{self.loaded.fingerprint}:{self.loaded.dtype}:{self.loaded.quantization or 'none'}"
+
+    def describe(self) -> dict[str, Any]:
+        return self.loaded.describe()
+
+    def generate_batches(self, prompts: Sequence[str], **options: Any) -> Iterator[list[tuple[int, str]]]:
+        return generate_batches(self.loaded, prompts, **options)
+
+    def loglikelihood_batches(self, pairs: Sequence[tuple[str, str]], **options: Any) -> Iterator[list[tuple[int, float]]]:
+        return loglikelihood_batches(self.loaded, pairs, **options)

@@ -22,8 +22,6 @@ for any model text.
 
 from __future__ import annotations
 
-import asyncio
-import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -31,16 +29,14 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import sqlglot
-from deepeval.metrics import BaseMetric
 from deepeval.test_case import LLMTestCase
-from sqlglot.errors import SqlglotError
-from sqlglot.tokens import TokenType
 
-from evalkit.data.hardness import SQLParseError, parse_query, spider_hardness
+from evalkit.data.hardness import SQLParseError, spider_hardness
 from evalkit.data.spider import database_path
 from evalkit.errors import ConfigError, DataError
 from evalkit.metrics.exact_set import exact_set_match
+from evalkit.metrics.sql_text import extract_sql, gold_orders_rows, official_rewrite
+from evalkit.metrics.measured import Measurement, MeasuredMetric
 from evalkit.sandbox import ExecResult, Sandbox, default_sandbox
 
 Row = tuple[Any, ...]
@@ -57,98 +53,6 @@ class Outcome(str, Enum):
     RESOURCE_LIMIT = "resource_limit"
     EMPTY_OUTPUT = "empty_output"
     GOLD_ERROR = "gold_error"
-
-
-# ------------------------------------------------------------------------------------ SQL extraction
-
-# A fenced block: ```lang ... ``` (an unclosed fence runs to the end: the model ran out of tokens).
-_FENCE = re.compile(r"```[^\n`]*\n?((?:[^`]|`(?!``))*)(?:```|\Z)")
-_LABEL = re.compile(r"^[ \t]*(?:sql(?:[ \t]+query)?|query)[ \t]*:[ \t]*", re.IGNORECASE | re.MULTILINE)
-# "WITH name AS (" or "WITH name(cols) AS (": a CTE, not a sentence that starts with "With".
-_CTE = r"with\s+(?:recursive\s+)?[\w\"`\[\]]+\s*(?:\([^)\n]*\))?\s*as\s*\("
-_SQL_START = re.compile(rf"(?:select\b|values\b|{_CTE}|\()", re.IGNORECASE)
-_LINE_START_SQL = re.compile(rf"^[ \t]*(?:select\b|{_CTE})", re.IGNORECASE | re.MULTILINE)
-_UPPER_SELECT = re.compile(r"\bSELECT\b")
-# Literals, quoted names and comments (each running to the end when unclosed, as SQLite reads them, so
-# the scan stays linear), or a statement end: ';', a blank line, or a closing code fence.
-_SQL_PIECE = re.compile(
-    r"""(;|\n[ \t\r]*\n|```)"""
-    r"""|'[^']*(?:'|\Z)|"[^"]*(?:"|\Z)|`[^`]*(?:`|\Z)|\[[^\]]*(?:\]|\Z)|--[^\n]*|/\*(?:[^*]|\*(?!/))*(?:\*/|\Z)"""
-)
-
-
-def extract_sql(raw_output: str) -> str:
-    """The first SQL statement in a model's raw output, without its ``;``; "" when there is none.
-
-    In order: the first non-empty fenced code block; else the text after a leading ``SQL:`` /
-    ``SQL Query:`` / ``Query:`` label; then, if that does not start like SQL, from the first line that
-    starts with SELECT or a CTE (``WITH x AS (``; not a sentence starting "With"), else from the first
-    upper-case SELECT. The statement ends at the first ``;``, blank
-    line or code fence outside quotes and comments, so prose after the query and further statements are
-    dropped. Text with no SQL at all is returned as is (it scores ``syntax_error``).
-    """
-    text = raw_output or ""
-    blocks = [m.group(1) for m in _FENCE.finditer(text) if m.group(1).strip()]
-    if blocks:
-        text = blocks[0]
-    else:
-        label = _LABEL.search(text)
-        if label:
-            text = text[label.end():]
-    text = text.strip()
-    if not _SQL_START.match(text):
-        start = _LINE_START_SQL.search(text) or _UPPER_SELECT.search(text)
-        if start:
-            text = text[start.start():].lstrip()
-    for piece in _SQL_PIECE.finditer(text):
-        if piece.group(1):
-            return text[: piece.start()].strip()
-    return text.strip()
-
-
-# ------------------------------------------------------------------------- official query rewrites
-
-_CUR_YEAR = re.compile(r"YEAR\s*\(\s*CURDATE\s*\(\s*\)\s*\)\s*", re.IGNORECASE)
-
-
-def strip_distinct(sql: str) -> str:
-    """Remove every DISTINCT keyword (also ``count(DISTINCT x)``), like the official ``remove_distinct``.
-
-    Keywords only: a string ``'distinct'`` or a quoted name stays. Text that does not tokenize is returned
-    unchanged; it fails to run anyway.
-    """
-    if "distinct" not in sql.lower():
-        return sql
-    try:
-        tokens = sqlglot.Dialect.get_or_raise("sqlite").tokenize(sql)
-    except SqlglotError:
-        return sql
-    kept, position = [], 0
-    for token in tokens:
-        if token.token_type is TokenType.DISTINCT:
-            kept.append(sql[position : token.start])
-            position = token.end + 1
-    return "".join(kept) + sql[position:]
-
-
-def official_rewrite(sql: str, keep_distinct: bool = False) -> str:
-    """The official evaluator's rewrites of both queries before they run (see module docstring)."""
-    sql = sql.replace("> =", ">=").replace("< =", "<=").replace("! =", "!=")
-    sql = _CUR_YEAR.sub("2020", sql)
-    return sql if keep_distinct else strip_distinct(sql)
-
-
-def gold_orders_rows(gold_sql: str) -> bool:
-    """Whether row order counts: the gold's *outermost* query (or set operation) has ORDER BY.
-
-    The official test is ``'order by' in gold.lower()``, which also fires for an ORDER BY inside a subquery
-    (6 dev golds: ``WHERE x = (SELECT .. ORDER BY .. LIMIT 1)``), where the outer row order is undefined.
-    A gold that sqlglot cannot parse falls back to the official substring test.
-    """
-    try:
-        return parse_query(gold_sql).args.get("order") is not None
-    except SQLParseError:
-        return "order by" in gold_sql.lower()
 
 
 # --------------------------------------------------------------------------------------- comparison
@@ -351,13 +255,14 @@ def score_execution(
 # ---------------------------------------------------------------------------------- DeepEval metric
 
 
-class ExecutionAccuracy(BaseMetric):
+class ExecutionAccuracy(MeasuredMetric):
     """DeepEval metric: 1 when the model's SQL returns the gold query's result, else 0 (threshold 1.0).
 
     The test case carries the model's raw text in ``actual_output``, the gold SQL in ``expected_output``
-    and the database in ``metadata`` (``additional_metadata`` is accepted too): ``{"db_path": ...}`` or
-    ``{"db_id": ...}`` (looked up under the Spider data folder). After ``measure`` the full
-    :class:`ExecutionResult` is on ``metric.result`` (outcome, extracted SQL, rows) for per-example reports.
+    and the database in ``metadata``: ``{"db_path": ...}`` or ``{"db_id": ...}`` (looked up under the
+    Spider data folder). After ``measure`` the full :class:`ExecutionResult` is on ``metric.result``
+    (outcome, extracted SQL, rows) for per-example reports. Measured once per test case
+    (:mod:`evalkit.metrics.measured`).
     """
 
     def __init__(
@@ -366,14 +271,16 @@ class ExecutionAccuracy(BaseMetric):
         keep_distinct: bool = False,
         sandbox: Sandbox | None = None,
         signals: bool = True,
+        measurement: Measurement | None = None,
     ) -> None:
-        self.threshold = threshold
+        super().__init__(threshold, measurement)
         self.keep_distinct = keep_distinct
         self.sandbox = sandbox
         self.signals = signals
-        self.async_mode = False
-        self.include_reason = True
-        self.result: ExecutionResult | None = None
+
+    @property
+    def result(self) -> ExecutionResult | None:
+        return self.detail
 
     @staticmethod
     def _database(test_case: LLMTestCase) -> Path:
@@ -394,10 +301,10 @@ class ExecutionAccuracy(BaseMetric):
             )
         return path
 
-    def measure(self, test_case: LLMTestCase, *args: Any, **kwargs: Any) -> float:
+    def compute(self, test_case: LLMTestCase) -> tuple[float, str, ExecutionResult]:
         if not test_case.expected_output:
             raise ConfigError("ExecutionAccuracy: the test case has no expected_output. Fix: pass the gold SQL as expected_output.")
-        self.result = score_execution(
+        result = score_execution(
             test_case.actual_output or "",
             test_case.expected_output,
             self._database(test_case),
@@ -405,17 +312,7 @@ class ExecutionAccuracy(BaseMetric):
             sandbox=self.sandbox,
             signals=self.signals,
         )
-        self.score = self.result.score
-        self.reason = f"{self.result.outcome.value}: {self.result.reason}"
-        self.error = None
-        self.success = self.score >= self.threshold
-        return self.score
-
-    async def a_measure(self, test_case: LLMTestCase, *args: Any, **kwargs: Any) -> float:
-        return await asyncio.to_thread(self.measure, test_case)
-
-    def is_successful(self) -> bool:
-        return bool(self.success)
+        return result.score, f"{result.outcome.value}: {result.reason}", result
 
     @property
     def __name__(self) -> str:

@@ -13,30 +13,29 @@ answer is C", "Answer: (C)"), the text of exactly one choice, or a single parent
 none applies the outcome is ``unparseable``: it scores 0, is counted in :class:`MMLUSummary` and shown
 in the reason, and is never silently read as some letter.
 
-**Aggregation** (:func:`summarize`): micro accuracy (every question weighs the same, as Hendrycks and
-the harness report it) overall and per category, with cluster-robust CIs by subject (Miller 2024);
-macro accuracy (mean of subject accuracies) alongside, its CI treating the subjects as the sample; and
-the distribution of predicted letters, whose share of 'A' (or any one letter) exposes position bias.
+The same metric scores any multiple-choice question with two or more choices (a user's own file): the
+letters are A, B, C, ... up to the number of choices. Aggregation (micro and macro accuracy, predicted
+positions) is :mod:`evalkit.summary`'s, as for every suite.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections import Counter
-from collections.abc import Mapping, Sequence
+import string
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from deepeval.metrics import BaseMetric
 from deepeval.test_case import LLMTestCase
 
 from evalkit.data.mmlu import LETTERS, MMLUQuestion
 from evalkit.errors import ConfigError, DataError
-from evalkit.stats import Estimate, mean_ci
+from evalkit.metrics.measured import Measurement, MeasuredMetric
 
 Mode = Literal["loglikelihood", "generative"]
 Outcome = Literal["correct", "wrong", "unparseable"]
+LETTERS_ANY = string.ascii_uppercase  # a question's letters: the first len(choices) of these
 
 # ---------------------------------------------------------------------------------- answer extraction
 
@@ -114,20 +113,30 @@ def mmlu_test_case(
     output: str | None = None,
     template: str = "",
 ) -> LLMTestCase:
-    """The DeepEval test case for one question: the prompt as input, the gold letter as expected output,
-    and in metadata what the metric and the reports need (log-probs, choices, subject, template)."""
-    metadata: dict[str, Any] = {
-        "id": question.id,
-        "subject": question.subject,
-        "category": question.category,
-        "answer": question.answer,
-        "choices": list(question.choices),
-        "template": template,
-    }
+    """The DeepEval test case for one MMLU question (see :func:`choice_test_case`)."""
+    return choice_test_case(question.id, prompt, question.answer, question.choices, logprobs=logprobs, output=output,
+                            template=template, subject=question.subject, category=question.category)
+
+
+def choice_test_case(
+    case_id: str,
+    prompt: str,
+    answer: str,
+    choices: Sequence[str],
+    *,
+    logprobs: Sequence[float] | None = None,
+    output: str | None = None,
+    template: str = "",
+    subject: str | None = None,
+    category: str | None = None,
+) -> LLMTestCase:
+    """The DeepEval test case for one multiple-choice question: the prompt as input, the gold letter as
+    expected output, and in metadata what the metric and the reports need (log-probs, choices, subject)."""
+    metadata: dict[str, Any] = {"id": case_id, "subject": subject, "category": category, "answer": answer,
+                                "choices": list(choices), "template": template}
     if logprobs is not None:
         metadata["logprobs"] = [float(x) for x in logprobs]
-    return LLMTestCase(input=prompt, actual_output=output, expected_output=question.answer,
-                       metadata=metadata, name=question.id)
+    return LLMTestCase(input=prompt, actual_output=output, expected_output=answer, metadata=metadata, name=case_id)
 
 
 def _where(test_case: LLMTestCase) -> str:
@@ -135,176 +144,113 @@ def _where(test_case: LLMTestCase) -> str:
     return f"MMLU test case {metadata.get('id') or test_case.name or test_case.input[-60:]!r}"
 
 
-def _gold_letter(test_case: LLMTestCase) -> str:
+def _letters(test_case: LLMTestCase) -> str:
+    choices = (test_case.metadata or {}).get("choices")
+    return LETTERS_ANY[:len(choices)] if choices else "".join(LETTERS)
+
+
+def _gold_letter(test_case: LLMTestCase, letters: str) -> str:
     from_metadata = (test_case.metadata or {}).get("answer")
     expected = test_case.expected_output.strip() if test_case.expected_output else None
     if from_metadata is not None and expected is not None and from_metadata != expected:
         raise DataError(f"{_where(test_case)}: metadata answer {from_metadata!r} differs from expected_output "
                         f"{expected!r}. Fix: build the case with evalkit.metrics.mmlu_accuracy.mmlu_test_case.")
     gold = from_metadata if from_metadata is not None else expected
-    if gold not in LETTERS:
-        raise DataError(f"{_where(test_case)}: gold answer {gold!r} is not one of A, B, C, D. "
+    if not gold or gold not in letters or len(gold) != 1:
+        raise DataError(f"{_where(test_case)}: gold answer {gold!r} is not one of {', '.join(letters)}. "
                         "Fix: set expected_output (or metadata['answer']) to the question's letter.")
     return gold
 
 
-def _choice_logprobs(test_case: LLMTestCase) -> tuple[float, float, float, float]:
+def _choice_logprobs(test_case: LLMTestCase, letters: str) -> tuple[float, ...]:
     raw = (test_case.metadata or {}).get("logprobs")
     try:
         values = tuple(float(x) for x in raw)  # type: ignore[union-attr]
     except (TypeError, ValueError):
         values = ()
-    if len(values) != 4 or any(math.isnan(v) or v == math.inf for v in values) or max(values) == -math.inf:
+    if len(values) != len(letters) or any(math.isnan(v) or v == math.inf for v in values) or max(values) == -math.inf:
         raise DataError(
-            f"{_where(test_case)}: metadata['logprobs'] must hold the four log-probabilities of ' A'..' D' "
-            f"(at least one finite, none NaN), got {raw!r}. Fix: compute them with "
+            f"{_where(test_case)}: metadata['logprobs'] must hold the {len(letters)} log-probabilities of the "
+            f"choices {', '.join(letters)} (at least one finite, none NaN), got {raw!r}. Fix: compute them with "
             "evalkit.inference.choice_logprobs, or use MMLUAccuracy(mode='generative') for text-only models."
         )
-    return values  # type: ignore[return-value]
+    return values
 
 
-class MMLUAccuracy(BaseMetric):
+@dataclass(frozen=True)
+class ChoiceVerdict:
+    """What the metric read: the predicted letter (None when unparseable), the gold, and the evidence."""
+
+    predicted: str | None
+    gold: str
+    outcome: Outcome
+    logprobs: tuple[float, ...] | None = None
+    extraction: Extraction | None = None
+
+
+class MMLUAccuracy(MeasuredMetric):
     """1.0 when the predicted letter is the gold one, else 0.0 (threshold 1.0: one question, pass/fail).
 
     After :meth:`measure`: ``predicted`` (letter or None), ``gold``, ``outcome`` (correct / wrong /
-    unparseable), ``logprobs`` (log-likelihood mode) or ``extraction`` (generative mode).
+    unparseable), ``logprobs`` (log-likelihood mode) or ``extraction`` (generative mode). Measured once
+    per test case (:mod:`evalkit.metrics.measured`).
     """
 
-    def __init__(self, mode: Mode = "loglikelihood", threshold: float = 1.0):
+    def __init__(self, mode: Mode = "loglikelihood", threshold: float = 1.0,
+                 measurement: Measurement | None = None):
         if mode not in ("loglikelihood", "generative"):
             raise ConfigError(f"MMLUAccuracy mode {mode!r}: use 'loglikelihood' (default) or 'generative'.")
+        super().__init__(threshold, measurement)
         self.mode = mode
-        self.threshold = threshold
-        self.async_mode = False
-        self.include_reason = True
-        self.predicted: str | None = None
-        self.gold: str | None = None
-        self.outcome: Outcome | None = None
-        self.logprobs: tuple[float, float, float, float] | None = None
-        self.extraction: Extraction | None = None
 
-    def measure(self, test_case: LLMTestCase, *args: Any, **kwargs: Any) -> float:
-        self.gold = _gold_letter(test_case)
+    def compute(self, test_case: LLMTestCase) -> tuple[float, str, ChoiceVerdict]:
+        letters = _letters(test_case)
+        gold = _gold_letter(test_case, letters)
+        logprobs, extraction = None, None
         if self.mode == "loglikelihood":
-            self.logprobs = _choice_logprobs(test_case)
-            best = max(self.logprobs)
-            self.predicted = LETTERS[self.logprobs.index(best)]
-            shown = ", ".join(f"{letter} {lp:.4f}" for letter, lp in zip(LETTERS, self.logprobs))
-            tie = " (tie, earlier letter taken)" if self.logprobs.count(best) > 1 else ""
+            logprobs = _choice_logprobs(test_case, letters)
+            best = max(logprobs)
+            predicted: str | None = letters[logprobs.index(best)]
+            shown = ", ".join(f"{letter} {lp:.4f}" for letter, lp in zip(letters, logprobs))
+            tie = " (tie, earlier letter taken)" if logprobs.count(best) > 1 else ""
             evidence = f"log-probs {shown}{tie}"
         else:
             output = test_case.actual_output or ""
-            self.extraction = extract_answer(output, (test_case.metadata or {}).get("choices"))
-            self.predicted = self.extraction.letter
-            evidence = f"read by rule '{self.extraction.rule}' from output {output[:120]!r}"
-        if self.predicted is None:
-            self.outcome = "unparseable"
-            self.reason = f"unparseable: no answer letter found (gold {self.gold}); {evidence}"
+            extraction = extract_answer(output, (test_case.metadata or {}).get("choices"))
+            predicted = extraction.letter
+            evidence = f"read by rule '{extraction.rule}' from output {output[:120]!r}"
+        if predicted is None:
+            outcome: Outcome = "unparseable"
+            reason = f"unparseable: no answer letter found (gold {gold}); {evidence}"
         else:
-            self.outcome = "correct" if self.predicted == self.gold else "wrong"
-            self.reason = f"predicted {self.predicted}, gold {self.gold}; {evidence}"
-        self.score = 1.0 if self.outcome == "correct" else 0.0
-        self.success = self.score >= self.threshold
-        return self.score
+            outcome = "correct" if predicted == gold else "wrong"
+            reason = f"predicted {predicted}, gold {gold}; {evidence}"
+        verdict = ChoiceVerdict(predicted, gold, outcome, logprobs, extraction)
+        return (1.0 if outcome == "correct" else 0.0), reason, verdict
 
-    async def a_measure(self, test_case: LLMTestCase, *args: Any, **kwargs: Any) -> float:
-        return self.measure(test_case, *args, **kwargs)
+    def _field(self, name: str) -> Any:
+        return getattr(self.detail, name) if self.detail is not None else None
 
-    def is_successful(self) -> bool:
-        return bool(self.success)
+    @property
+    def predicted(self) -> str | None:
+        return self._field("predicted")
+
+    @property
+    def gold(self) -> str | None:
+        return self._field("gold")
+
+    @property
+    def outcome(self) -> Outcome | None:
+        return self._field("outcome")
+
+    @property
+    def logprobs(self) -> tuple[float, ...] | None:
+        return self._field("logprobs")
+
+    @property
+    def extraction(self) -> Extraction | None:
+        return self._field("extraction")
 
     @property
     def __name__(self) -> str:
         return "MMLU accuracy" if self.mode == "loglikelihood" else "MMLU accuracy (generative)"
-
-
-# -------------------------------------------------------------------------------------- aggregation
-
-
-@dataclass(frozen=True)
-class MMLUScore:
-    """One scored question, as aggregation needs it (``predicted`` None means unparseable)."""
-
-    id: str
-    subject: str
-    category: str
-    gold: str
-    predicted: str | None
-
-    @property
-    def correct(self) -> bool:
-        return self.predicted == self.gold
-
-    @classmethod
-    def from_metric(cls, question: MMLUQuestion, metric: MMLUAccuracy) -> MMLUScore:
-        """The score of ``question`` from a metric that has just measured it."""
-        if metric.gold is None:
-            raise ConfigError(f"{question.id}: the MMLUAccuracy metric has not measured anything yet. "
-                              "Fix: call metric.measure(test_case) (or assert_test) first.")
-        return cls(question.id, question.subject, question.category, metric.gold, metric.predicted)
-
-
-@dataclass(frozen=True)
-class MMLUSummary:
-    """Micro accuracy overall, per category and per subject; macro accuracy; predicted-letter counts."""
-
-    overall: Estimate
-    macro: Estimate
-    categories: Mapping[str, Estimate]
-    subjects: Mapping[str, Estimate]
-    predicted: Mapping[str, int]  # "A".."D" and "unparseable" -> number of questions
-    n: int
-
-    @property
-    def unparseable(self) -> int:
-        return self.predicted["unparseable"]
-
-    def predicted_share(self, letter: str) -> float:
-        """Fraction of questions predicted as ``letter`` (e.g. "A": the position-bias check)."""
-        return self.predicted[letter] / self.n
-
-    def rows(self) -> list[dict[str, Any]]:
-        """One row per figure (overall, macro, each category, each subject) for tables and reports."""
-        figures = [("overall (micro)", self.overall), ("macro (mean of subjects)", self.macro)]
-        figures += [(f"category {name}", e) for name, e in self.categories.items()]
-        figures += [(f"subject {name}", e) for name, e in self.subjects.items()]
-        return [{"scope": scope, "n": e.n, "accuracy": e.mean, "ci_lo": e.lo, "ci_hi": e.hi, "se": e.se,
-                 "method": e.method} for scope, e in figures]
-
-
-def summarize(scores: Sequence[MMLUScore], confidence: float = 0.95) -> MMLUSummary:
-    """Aggregate per-question scores (unparseable answers count as wrong and are counted separately).
-
-    Micro figures weigh every question equally and cluster the CI by subject; with one subject the
-    CI is Wilson's. Macro is the mean of subject accuracies; its CI is the t interval over subjects
-    (``n`` = number of subjects), i.e. it treats the subjects as a sample of possible subjects.
-    """
-    if not scores:
-        raise ConfigError("summarize: no MMLU scores to aggregate. Fix: score at least one question.")
-    ids = Counter(s.id for s in scores)
-    duplicated = [i for i, count in ids.items() if count > 1]
-    if duplicated:
-        raise ConfigError(f"summarize: question(s) scored more than once: {', '.join(sorted(duplicated)[:5])}. "
-                          "Fix: aggregate one score per question.")
-
-    def micro(subset: Sequence[MMLUScore]) -> Estimate:
-        return mean_ci([float(s.correct) for s in subset], [s.subject for s in subset], confidence)
-
-    by_subject: dict[str, list[MMLUScore]] = {}
-    for s in scores:
-        by_subject.setdefault(s.subject, []).append(s)
-    subjects = {name: mean_ci([float(s.correct) for s in group], None, confidence)
-                for name, group in sorted(by_subject.items())}
-    # One cluster per subject makes mean_ci give the plain t interval over subjects (never Wilson).
-    macro = mean_ci([e.mean for e in subjects.values()], list(subjects), confidence)
-    categories = {name: micro([s for s in scores if s.category == name])
-                  for name in sorted({s.category for s in scores})}
-    predicted = Counter(s.predicted or "unparseable" for s in scores)
-    return MMLUSummary(
-        overall=micro(scores),
-        macro=macro,
-        categories=categories,
-        subjects=subjects,
-        predicted={key: predicted.get(key, 0) for key in (*LETTERS, "unparseable")},
-        n=len(scores),
-    )

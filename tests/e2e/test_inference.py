@@ -22,8 +22,10 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from evalkit.data.mmlu import load_mmlu
 from evalkit.data.spider import load_spider
-from evalkit.inference import ResultCache, attention, choice_logprobs, generate
-from evalkit.inference.engine import _build_rows, encode_pairs, plan_prefix_groups
+from evalkit.inference import ResultCache, choice_logprobs, generate
+from evalkit.models import attention
+from evalkit.inference.engine import _build_rows, plan_prefix_groups
+from evalkit.inference.tokens import encode_pairs
 from evalkit.models import LoadedModel
 from evalkit.prompts import mmlu_kshot_prompt, spider_chat_prompt
 

@@ -66,8 +66,7 @@ def make_project(path: Path) -> None:
     (path / "conftest.py").write_text('pytest_plugins = ["evalkit.plugin"]\n')
     (path / "pytest.ini").write_text("[pytest]\nasyncio_default_fixture_loop_scope = function\nfilterwarnings =\n"
                                      "    ignore::DeprecationWarning\n")
-    for name in ("test_spider.py", "test_mmlu.py"):
-        (path / name).write_text((EVAL_TESTS / name).read_text())
+    (path / "test_eval.py").write_text((EVAL_TESTS / "test_eval.py").read_text())
 
 
 @pytest.fixture
@@ -132,8 +131,8 @@ def test_summary_counts_files_and_ids(joint, data_dir):
     outcomes = run_.result.parseoutcomes()
     assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == 2 * (n_spider + n_mmlu), run_.out
     assert "error" not in outcomes and "errors" not in outcomes, run_.out
-    run_.result.stdout.fnmatch_lines(["*test_mmlu?base-abstract_algebra-????? *",
-                                      f"*test_execution_accuracy?lora-dev????-{SPIDER_DB}?*"])
+    run_.result.stdout.fnmatch_lines([f"*test_eval?spider-lora-dev????-{SPIDER_DB}?*",
+                                      "*test_eval?mmlu-base-abstract_algebra-????? *"])
     suites = run_.json["suites"]
     for suite, n in (("spider", n_spider), ("mmlu", n_mmlu)):
         for variant in ("base", "lora"):
@@ -185,24 +184,24 @@ def test_markers_filter_tests_and_inference(project, data_dir, results_cache, ad
                                              "--suites=spider", "--spider-sample=all", f"--spider-dbs={SPIDER_DB}",
                                              "-m", "spider and not extra")
     extra = [ex.id for ex in load_spider("dev", data_dir) if ex.db_id == SPIDER_DB and ex.hardness == "extra"]
-    ids = [line for line in collected.stdout.lines if "test_execution_accuracy[" in line]
+    ids = [line for line in collected.stdout.lines if "test_eval[spider-" in line]
     assert ids and len(ids) == sum(ex.db_id == SPIDER_DB for ex in load_spider("dev", data_dir)) - len(extra)
     assert not any(f"-{ex_id}-" in line for ex_id in extra for line in ids)
 
 
 def test_failing_or_unjudgeable_gates_exit_non_zero(project, data_dir, results_cache):
     failing = run(project, data_dir, results_cache, *SMALL, "--suites=mmlu", "--gate-basis=point",
-                  "--gate", "mmlu.score <= -0.01", "--gate", "spider.score >= 0")
+                  "--gate", "mmlu.score >= 1", "--gate", "mmlu.social_sciences.score >= 0")
     assert failing.rc == 1
     verdicts = {g["label"]: g["verdict"] for g in failing.json["gates"]}
-    assert verdicts == {"mmlu.score@base": "FAIL", "spider.score@base": "ERROR"}
-    assert "suite 'spider' has no scored items" in failing.json["gates"][1]["message"]
+    assert verdicts == {"mmlu.score@base": "FAIL", "mmlu.social_sciences.score@base": "ERROR"}
+    assert "group 'social_sciences' has no scored items" in failing.json["gates"][1]["message"]
     assert "gates FAILED" in failing.out and "ERROR" in failing.out
 
-    deepeval = project.run(str(Path(sys.executable).with_name("deepeval")), "test", "run", "test_mmlu.py",
+    deepeval = project.run(str(Path(sys.executable).with_name("deepeval")), "test", "run", "test_eval.py",
                            f"--data-dir={data_dir}", f"--results-cache={results_cache}", *SMALL,
                            f"--report-dir={project.path / 'deepeval-report'}", "--suites=mmlu",
-                           "--gate-basis=point", "--gate", "mmlu.score <= -0.01", timeout=600)
+                           "--gate-basis=point", "--gate", "mmlu.score >= 1", timeout=600)
     assert deepeval.ret == 1, deepeval.stdout.str()
 
 
@@ -212,7 +211,7 @@ def test_baseline_round_trip_and_refusals(project, data_dir, results_cache, adap
     assert baseline.is_file() and str(baseline) in saved.out
     reused = run(project, data_dir, results_cache, *SMALL, f"--adapter=lora={adapter}", f"--baseline={baseline}",
                  "-v", name="reused")
-    assert "[base-" not in reused.out  # the base model did not run
+    assert "[mmlu-base-" not in reused.out and "[spider-base-" not in reused.out  # the base model did not run
     assert reused.json["suites"] == joint.json["suites"]
     assert reused.json["models"]["base"] == {"from_baseline": str(baseline)}
 
@@ -310,3 +309,55 @@ def test_bad_options_are_usage_errors(project, option, message):
     result = project.runpytest_inprocess("--co", option)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert message in result.stderr.str()
+
+
+def write_choice_file(path: Path, data_dir: Path, ids: set[str]) -> list[Any]:
+    """Real MMLU test rows (the joint run's sample) as a user's own multiple-choice JSONL file."""
+    from evalkit.data.mmlu import LETTERS, load_mmlu
+
+    questions = [q for q in load_mmlu("test", data_dir, list(MMLU_SUBJECTS)) if q.id in ids]
+    path.write_text("".join(json.dumps({"id": q.id, "question": q.question, "choices": list(q.choices),
+                                        "answer": LETTERS.index(q.answer), "subject": q.subject}) + "\n"
+                            for q in questions))
+    return questions
+
+
+def test_own_multiple_choice_suite_from_a_jsonl_file(project, data_dir, results_cache, adapter, joint, tmp_path):
+    """A user's JSONL suite runs like MMLU: paired deltas, its own gate, its own marker; built from the joint
+    run's MMLU questions with their subject, its prompt is MMLU's 0-shot prompt, so its log-likelihoods equal
+    the MMLU run's."""
+    mmlu = {(c["variant"], c["id"]): c["logprobs"] for c in joint.cases() if c["suite"] == "mmlu"}
+    questions = write_choice_file(tmp_path / "mine.jsonl", data_dir, {key[1] for key in mmlu})
+    assert len(questions) == len(MMLU_SUBJECTS) * MMLU_PER_SUBJECT
+    run_ = run(project, data_dir, results_cache, f"--suite=mine={tmp_path / 'mine.jsonl'}", "--suites=mine",
+               f"--adapter=lora={adapter}", "--gate", "mine.delta >= -1", "--strict-markers", "-m", "mine")
+    assert run_.rc == 0, run_.out
+    suite = run_.json["suites"]["mine"]
+    assert set(run_.json["suites"]) == {"mine"} and suite["clustered_by"] == "subject"
+    assert suite["deltas"]["lora"]["all"]["n"] == len(questions) and suite["deltas"]["lora"]["all"]["n_clusters"] == 2
+    assert sum(suite["predicted"]["base"].values()) == len(questions)
+    assert [g["verdict"] for g in run_.json["gates"]] == ["PASS"]
+    mine = {(c["variant"], c["id"]): c["logprobs"] for c in run_.cases()}
+    assert set(mine) == set(mmlu)
+    assert all(mine[key] == pytest.approx(mmlu[key], abs=1e-5) for key in mmlu)
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ('{"question": "Q?", "choices": ["a", "b"], "answer": 2}', "line 2: 'answer' 2 is not a choice of the 2 given"),
+    ('{"question": "Q?", "choices": ["a", "b"]}', "line 2: missing field(s) answer"),
+    ('{"question": "Q?", "choices": ["a", "b"], "answer": 0', "line 2: not valid JSON"),
+])
+def test_malformed_choice_file_is_one_usage_error(project, tmp_path, line, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"question": "Fine?", "choices": ["yes", "no"], "answer": "A"}\n' + line + "\n")
+    result = project.runpytest_inprocess("--co", f"--suite=mine={path}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"{path}, {message}" in result.stderr.str() and "Fix:" in result.stderr.str()
+
+
+def test_an_eval_test_that_does_not_measure_is_an_error(project, data_dir, results_cache):
+    (project.path / "test_eval.py").write_text("def test_lazy(eval_item, tradeoff):\n    pass\n")
+    run_ = run(project, data_dir, results_cache, *SMALL, "--suites=mmlu")
+    assert run_.result.parseoutcomes().get("failed") == len(MMLU_SUBJECTS) * MMLU_PER_SUBJECT, run_.out
+    assert "passed without measuring its example" in run_.out
+    assert run_.json["suites"]["mmlu"]["counts"]["base"]["errors"] == len(MMLU_SUBJECTS) * MMLU_PER_SUBJECT

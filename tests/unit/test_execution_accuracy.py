@@ -13,15 +13,8 @@ from deepeval.test_case import LLMTestCase
 
 from evalkit.data.spider import connect_readonly, load_spider
 from evalkit.errors import ConfigError, DataError
-from evalkit.metrics.execution_accuracy import (
-    ExecutionAccuracy,
-    Outcome,
-    extract_sql,
-    gold_orders_rows,
-    results_equal,
-    score_execution,
-    strip_distinct,
-)
+from evalkit.metrics.execution_accuracy import ExecutionAccuracy, Outcome, results_equal, score_execution
+from evalkit.metrics.sql_text import extract_sql, gold_orders_rows, strip_distinct
 from evalkit.sandbox import Limits, Sandbox
 
 

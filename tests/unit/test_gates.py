@@ -6,10 +6,13 @@ import pytest
 
 from evalkit.errors import ConfigError
 from evalkit.gates import Gate, evaluate_gates, parse_gate
-from evalkit.report import CaseRecord, summarize
+from evalkit.suites import REGISTRY
+from evalkit.summary import CaseRecord, summarize
 from evalkit.stats import holm, violation_p_value
 
 TEMPLATES = {"spider": "spider-chat", "mmlu": "mmlu-0shot"}
+SUITES = tuple(REGISTRY)
+LAYOUTS = {name: suite.layout for name, suite in REGISTRY.items()}
 
 
 def spider_records(base: list[int], adapters: dict[str, list[int]]) -> list[CaseRecord]:
@@ -30,26 +33,28 @@ def spider_records(base: list[int], adapters: dict[str, list[int]]) -> list[Case
                                                  "score", None, None, ">=", 0.1)),
 ])
 def test_parse_gate(text, expected):
-    assert parse_gate(text) == expected
+    assert parse_gate(text, SUITES) == expected
 
 
 @pytest.mark.parametrize(("text", "message"), [
     ("mmlu.delta > 0", "cannot be read"),
     ("mmlu.accuracy >= 0.3", "must end in .score or .delta"),
-    ("gsm8k.score >= 0.3", "unknown suite"),
+    ("gsm8k.score >= 0.3", "suite 'gsm8k' is not in this run"),
+    ("mmlu.score >= 30", "outside 0..1; thresholds are fractions"),
+    ("mmlu.delta >= -2", "outside -1..1"),
     ("mmlu.delta >= high", "cannot be read"),
 ])
 def test_parse_gate_rejects_with_the_form(text, message):
     with pytest.raises(ConfigError, match=message):
-        parse_gate(text)
+        parse_gate(text, SUITES)
 
 
 def test_ci_basis_fails_only_when_the_whole_interval_is_below():
     base = [1, 0] * 50
     worse = [0] * 100  # every base success lost: delta -0.5, CI far below -0.02
     same = base[:]
-    summary = summarize(spider_records(base, {"worse": worse, "same": same}), ["base", "worse", "same"], TEMPLATES)
-    results = {r.label: r for r in evaluate_gates([parse_gate("spider.delta >= -0.02")], summary, correction="none")}
+    summary = summarize(spider_records(base, {"worse": worse, "same": same}), ["base", "worse", "same"], LAYOUTS, TEMPLATES)
+    results = {r.label: r for r in evaluate_gates([parse_gate("spider.delta >= -0.02", SUITES)], summary, correction="none")}
     assert results["spider.delta@worse"].verdict == "FAIL"
     assert results["spider.delta@worse"].hi < -0.02
     assert results["spider.delta@same"].verdict == "PASS"
@@ -58,17 +63,17 @@ def test_ci_basis_fails_only_when_the_whole_interval_is_below():
 def test_point_basis_and_bounds():
     base = [0] * 40
     better = [1] * 3 + [0] * 37  # +7.5 pp, CI includes 0
-    summary = summarize(spider_records(base, {"a": better}), ["base", "a"], TEMPLATES)
-    point = evaluate_gates([parse_gate("spider.delta >= 0.05")], summary, basis="point")[0]
+    summary = summarize(spider_records(base, {"a": better}), ["base", "a"], LAYOUTS, TEMPLATES)
+    point = evaluate_gates([parse_gate("spider.delta >= 0.05", SUITES)], summary, basis="point")[0]
     assert point.verdict == "PASS" and point.value == pytest.approx(0.075)
-    lower = evaluate_gates([parse_gate("spider.delta.lo >= 0")], summary)[0]
+    lower = evaluate_gates([parse_gate("spider.delta.lo >= 0", SUITES)], summary)[0]
     assert lower.verdict == "FAIL" and lower.value == summary.figure("spider", None, "delta", "a").lo
 
 
 def test_holm_adjusts_several_ci_gates():
     base = [1, 0] * 30
-    summary = summarize(spider_records(base, {"a": [0, 0] * 5 + base[10:]}), ["base", "a"], TEMPLATES)
-    gates = [parse_gate("spider.delta >= 0.0"), parse_gate("spider.easy.delta >= 0.0"), parse_gate("spider.score >= 0.1")]
+    summary = summarize(spider_records(base, {"a": [0, 0] * 5 + base[10:]}), ["base", "a"], LAYOUTS, TEMPLATES)
+    gates = [parse_gate("spider.delta >= 0.0", SUITES), parse_gate("spider.easy.delta >= 0.0", SUITES), parse_gate("spider.score >= 0.1", SUITES)]
     results = evaluate_gates(gates, summary)
     raw = [violation_p_value(summary.figure("spider", g.group, g.kind, "a"), g.threshold, g.op) for g in gates]
     assert [r.p_value for r in results] == pytest.approx(raw)
@@ -77,9 +82,9 @@ def test_holm_adjusts_several_ci_gates():
 
 
 def test_gates_over_figures_not_run_are_errors():
-    summary = summarize(spider_records([1, 0, 1, 0], {}), ["base"], TEMPLATES)
-    results = evaluate_gates([parse_gate("mmlu.score >= 0.2"), parse_gate("spider.delta >= 0"),
-                              parse_gate("spider.score@epoch-9 >= 0"), parse_gate("spider.medium.score >= 0")], summary)
+    summary = summarize(spider_records([1, 0, 1, 0], {}), ["base"], LAYOUTS, TEMPLATES)
+    results = evaluate_gates([parse_gate("mmlu.score >= 0.2", SUITES), parse_gate("spider.delta >= 0", SUITES),
+                              parse_gate("spider.score@epoch-9 >= 0", SUITES), parse_gate("spider.medium.score >= 0", SUITES)], summary)
     assert [r.verdict for r in results] == ["ERROR"] * 4
     assert "suite 'mmlu'" in results[0].message
     assert "no adapter" in results[1].message
@@ -89,19 +94,19 @@ def test_gates_over_figures_not_run_are_errors():
 
 def test_score_gates_apply_to_adapters_or_else_the_base():
     records = spider_records([1, 0, 1, 1], {"a": [1, 1, 1, 1]})
-    with_adapter = evaluate_gates([parse_gate("spider.score >= 0.5")], summarize(records, ["base", "a"], TEMPLATES))
+    with_adapter = evaluate_gates([parse_gate("spider.score >= 0.5", SUITES)], summarize(records, ["base", "a"], LAYOUTS, TEMPLATES))
     assert [r.label for r in with_adapter] == ["spider.score@a"]
-    base_only = evaluate_gates([parse_gate("spider.score >= 0.5")],
-                               summarize(records[:4], ["base"], TEMPLATES))
+    base_only = evaluate_gates([parse_gate("spider.score >= 0.5", SUITES)],
+                               summarize(records[:4], ["base"], LAYOUTS, TEMPLATES))
     assert [r.label for r in base_only] == ["spider.score@base"]
 
 
 def test_power_warning_when_margin_is_finer_than_the_sample_resolves():
     base = [1, 0, 0, 1, 0] * 8
     other = [1, 0, 1, 0, 0] * 8
-    summary = summarize(spider_records(base, {"a": other}), ["base", "a"], TEMPLATES)
-    result = evaluate_gates([parse_gate("spider.delta >= -0.02")], summary)[0]
+    summary = summarize(spider_records(base, {"a": other}), ["base", "a"], LAYOUTS, TEMPLATES)
+    result = evaluate_gates([parse_gate("spider.delta >= -0.02", SUITES)], summary)[0]
     assert result.mde > 0.02
     assert "smallest true change detectable with 80% power" in result.power_warning
-    coarse = evaluate_gates([parse_gate(f"spider.delta >= -{result.mde + 0.01}")], summary)[0]
+    coarse = evaluate_gates([parse_gate(f"spider.delta >= -{result.mde + 0.01}", SUITES)], summary)[0]
     assert coarse.power_warning is None

@@ -8,15 +8,10 @@ import pytest
 from deepeval import assert_test
 
 from evalkit.data.mmlu import LETTERS, load_mmlu
-from evalkit.errors import ConfigError, DataError
-from evalkit.metrics.mmlu_accuracy import (
-    Extraction,
-    MMLUAccuracy,
-    MMLUScore,
-    extract_answer,
-    mmlu_test_case,
-    summarize,
-)
+from evalkit.errors import DataError
+from evalkit.metrics.mmlu_accuracy import Extraction, MMLUAccuracy, extract_answer, mmlu_test_case
+from evalkit.suites.mmlu import MMLUSuite
+from evalkit.summary import CaseRecord, summarize
 from evalkit.prompts import MMLU_CONTINUATIONS, build_prompt
 
 HISTONES_CHOICES = ("Lipids", "Carbohydrates", "Nucleotides", "Proteins")
@@ -109,46 +104,55 @@ def test_generative_mode_scores_text_and_counts_unparseable(histones):
     assert metric.reason.startswith("unparseable: no answer letter found (gold D)")
 
 
-def test_summarize_known_answers_on_real_questions():
-    """Always answering 'A' must score exactly the share of gold 'A' per subject, overall and per category."""
+def always_a_records(questions, variant="base"):
+    """Records of a predictor that always answers 'A' (the first question: unparseable)."""
+    rows = []
+    for index, q in enumerate(questions):
+        predicted = None if index == 0 else "A"
+        score = float(predicted == q.answer)
+        rows.append(CaseRecord("mmlu", variant, q.id, q.category, q.subject, "mmlu-0shot", "scored", score=score,
+                               passed=bool(score), outcome="correct" if score else ("wrong" if predicted else "unparseable"),
+                               extracted=predicted))
+    return rows
+
+
+def test_summary_of_known_answers_on_real_questions():
+    """Always answering 'A' must score exactly the share of gold 'A', overall, per subject and per category;
+    macro accuracy is the mean of subject accuracies; predicted positions are counted."""
     questions = load_mmlu("test", subjects=["anatomy", "astronomy", "philosophy", "sociology"])
-    scores = [MMLUScore(q.id, q.subject, q.category, q.answer, "A") for q in questions]
-    scores[0] = MMLUScore(scores[0].id, scores[0].subject, scores[0].category, scores[0].gold, None)
-    summary = summarize(scores)
-
-    correct = [s.gold == "A" and s.predicted == "A" for s in scores]
-    assert summary.n == len(questions) and summary.overall.n == len(questions)
-    assert summary.overall.mean == pytest.approx(sum(correct) / len(correct))
-    assert (summary.overall.method, summary.overall.n_clusters) == ("cluster-t", 4)
-    assert summary.overall.lo < summary.overall.mean < summary.overall.hi
-    per_subject = {}
-    for s, ok in zip(scores, correct):
-        per_subject.setdefault(s.subject, []).append(ok)
-    subject_acc = [sum(v) / len(v) for v in per_subject.values()]
-    assert {k: e.mean for k, e in summary.subjects.items()} == pytest.approx(
-        dict(zip(per_subject, subject_acc)))
-    assert all(e.method == "wilson" for e in summary.subjects.values())
-    assert summary.macro.mean == pytest.approx(sum(subject_acc) / 4) and summary.macro.n == 4
-    sd = math.sqrt(sum((a - summary.macro.mean) ** 2 for a in subject_acc) / 3)
-    assert summary.macro.se == pytest.approx(sd / 2)  # plain t over the 4 subjects
+    summary = summarize(always_a_records(questions), ["base"], {"mmlu": MMLUSuite.layout}, {"mmlu": "mmlu-0shot"})
+    s = summary.suites["mmlu"]
+    correct = [i > 0 and q.answer == "A" for i, q in enumerate(questions)]
+    assert s.scores["base"].overall.n == len(questions)
+    assert s.scores["base"].overall.mean == pytest.approx(sum(correct) / len(correct))
+    per_subject: dict[str, list[bool]] = {}
+    for q, ok in zip(questions, correct):
+        per_subject.setdefault(q.subject, []).append(ok)
+    subject_acc = {k: sum(v) / len(v) for k, v in per_subject.items()}
+    assert {k: e.mean for k, e in s.scores["base"].clusters.items()} == pytest.approx(subject_acc)
+    assert s.macro["base"].mean == pytest.approx(sum(subject_acc.values()) / 4) and s.macro["base"].n == 4
+    sd = math.sqrt(sum((a - s.macro["base"].mean) ** 2 for a in subject_acc.values()) / 3)
+    assert s.macro["base"].se == pytest.approx(sd / 2)  # plain t over the 4 subjects
     # One subject per category (Hendrycks' scheme puts anatomy under 'other'): category = subject figures.
-    assert {c: e.n for c, e in summary.categories.items()} == {
-        "other": summary.subjects["anatomy"].n, "stem": summary.subjects["astronomy"].n,
-        "humanities": summary.subjects["philosophy"].n, "social_sciences": summary.subjects["sociology"].n}
-    assert sum(e.n for e in summary.categories.values()) == summary.n
-    assert summary.predicted == {"A": len(questions) - 1, "B": 0, "C": 0, "D": 0, "unparseable": 1}
-    assert summary.unparseable == 1 and summary.predicted_share("A") == pytest.approx(1 - 1 / len(questions))
-    assert [r["scope"] for r in summary.rows()[:3]] == [
-        "overall (micro)", "macro (mean of subjects)", "category humanities"]
+    assert {c: e.n for c, e in s.scores["base"].groups.items()} == {
+        "other": len(per_subject["anatomy"]), "stem": len(per_subject["astronomy"]),
+        "humanities": len(per_subject["philosophy"]), "social_sciences": len(per_subject["sociology"])}
+    assert s.predicted["base"] == {"A": len(questions) - 1, "unparseable": 1}
+    assert s.outcomes["base"]["unparseable"] == 1
 
 
-def test_summarize_from_metrics_and_rejects_duplicates(histones):
+def test_assert_test_replays_the_measurement_instead_of_measuring_again(histones, monkeypatch):
+    """DeepEval measures a copy of the metric; the copy replays the first measurement for the same case."""
+    calls = []
+    compute = MMLUAccuracy.compute
+    monkeypatch.setattr(MMLUAccuracy, "compute", lambda self, case: calls.append(case) or compute(self, case))
+    case = mmlu_test_case(histones, "p", logprobs=[-1.0, -2.0, -3.0, -0.1])
     metric = MMLUAccuracy()
-    metric.measure(mmlu_test_case(histones, "p", logprobs=[-1.0, -2.0, -3.0, -0.1]))
-    score = MMLUScore.from_metric(histones, metric)
-    assert score == MMLUScore("nutrition-0155", "nutrition", "other", "D", "D") and score.correct
-    with pytest.raises(ConfigError, match="more than once"):
-        summarize([score, score])
+    assert metric.measure(case) == 1.0 and metric.predicted == "D"
+    assert_test(case, [metric])
+    assert len(calls) == 1
+    other = mmlu_test_case(histones, "p", logprobs=[-0.1, -2.0, -3.0, -1.0])
+    assert metric.measure(other) == 0.0 and len(calls) == 2  # another case is measured afresh
 
 
 @pytest.mark.model
@@ -160,7 +164,6 @@ def test_metric_on_real_logprobs_from_the_embedded_model(embedded_model):
     questions = [q for s in ("nutrition", "sociology") for q in load_mmlu("test", subjects=[s])[:3]]
     prompts = [build_prompt("mmlu-5shot", q) for q in questions]
     logprobs = choice_logprobs(embedded_model, [p.text for p in prompts], MMLU_CONTINUATIONS, progress=False)
-    scores = []
     for question, prompt, row in zip(questions, prompts, logprobs):
         case = mmlu_test_case(question, prompt.text, logprobs=row, template=prompt.template)
         metric = MMLUAccuracy()
@@ -168,7 +171,4 @@ def test_metric_on_real_logprobs_from_the_embedded_model(embedded_model):
         assert len(row) == 4 and all(math.isfinite(x) and x < 0 for x in row)
         assert metric.predicted == LETTERS[max(range(4), key=lambda i: row[i])]
         assert metric.reason.startswith(f"predicted {metric.predicted}, gold {question.answer}; log-probs A ")
-        scores.append(MMLUScore.from_metric(question, metric))
-    summary = summarize(scores)
-    print(*(f"{s.id}: {s.predicted} (gold {s.gold})" for s in scores), sep="\n")
-    assert summary.n == 6 and sum(summary.predicted.values()) == 6 and summary.unparseable == 0
+        print(f"{question.id}: {metric.predicted} (gold {question.answer})")

@@ -7,20 +7,15 @@ import random
 
 import pytest
 
-from evalkit.report import (
-    CaseRecord,
-    read_cases,
-    render_text,
-    sort_records,
-    summarize,
-    to_json,
-    write_report,
-)
+from evalkit.report import read_cases, render_text, to_json, write_report
+from evalkit.suites import REGISTRY
+from evalkit.summary import CaseRecord, sort_records, summarize
 from evalkit.stats import mean_ci, paired_delta
 
 SUBJECTS = {"abstract_algebra": "stem", "anatomy": "other", "philosophy": "humanities", "sociology": "social_sciences"}
 VARIANTS = ["base", "epoch-1", "epoch-3"]
 TEMPLATES = {"spider": "spider-chat", "mmlu": "mmlu-0shot"}
+LAYOUTS = {name: suite.layout for name, suite in REGISTRY.items()}
 
 
 def make_records(seed: int = 0) -> list[CaseRecord]:
@@ -52,7 +47,7 @@ def scores(records, suite, variant, **where):
 
 def test_scores_and_counts_follow_the_records():
     records = make_records()
-    summary = summarize(records, VARIANTS, TEMPLATES)
+    summary = summarize(records, VARIANTS, LAYOUTS, TEMPLATES)
     spider = summary.suites["spider"]
     assert spider.counts["base"].scored == 40 and spider.counts["base"].skipped == 1
     assert spider.counts["epoch-1"].errors == 1
@@ -66,7 +61,7 @@ def test_scores_and_counts_follow_the_records():
 
 def test_mmlu_figures_are_clustered_by_subject():
     records = make_records()
-    summary = summarize(records, VARIANTS, TEMPLATES)
+    summary = summarize(records, VARIANTS, LAYOUTS, TEMPLATES)
     rows = scores(records, "mmlu", "epoch-1")
     expected = mean_ci([r.score for r in rows], [r.cluster for r in rows])
     assert summary.figure("mmlu", None, "score", "epoch-1") == expected
@@ -76,7 +71,7 @@ def test_mmlu_figures_are_clustered_by_subject():
 
 def test_deltas_pair_the_same_items():
     records = make_records()
-    summary = summarize(records, VARIANTS, TEMPLATES)
+    summary = summarize(records, VARIANTS, LAYOUTS, TEMPLATES)
     base = {r.id: r.score for r in scores(records, "spider", "base")}
     other = {r.id: r.score for r in scores(records, "spider", "epoch-3")}
     ids = [i for i in base if i in other]
@@ -92,11 +87,11 @@ def test_record_order_does_not_change_the_summary():
     records = make_records()
     shuffled = records[:]
     random.Random(1).shuffle(shuffled)
-    assert to_json(summarize(records, VARIANTS, TEMPLATES), [], {}) == to_json(summarize(shuffled, VARIANTS, TEMPLATES), [], {})
+    assert to_json(summarize(records, VARIANTS, LAYOUTS, TEMPLATES), [], {}) == to_json(summarize(shuffled, VARIANTS, LAYOUTS, TEMPLATES), [], {})
 
 
 def test_render_text_has_a_table_per_suite():
-    text = render_text(summarize(make_records(), VARIANTS, TEMPLATES), width=200)
+    text = render_text(summarize(make_records(), VARIANTS, LAYOUTS, TEMPLATES), width=200)
     assert "Spider execution accuracy (spider-chat)" in text and "MMLU accuracy (mmlu-0shot)" in text
     assert "Δ epoch-3 vs base" in text and "social sciences" in text
     assert "base: 40 scored" in text and "1 skipped" in text
@@ -104,7 +99,7 @@ def test_render_text_has_a_table_per_suite():
 
 def test_write_report_writes_strict_json_markdown_cases_and_plots(tmp_path):
     records = make_records()
-    summary = summarize(records, VARIANTS, TEMPLATES)
+    summary = summarize(records, VARIANTS, LAYOUTS, TEMPLATES)
     paths = write_report(tmp_path, summary, records, [], {"config": {"seed": 0}, "run": {"workers": 1}})
     names = {p.name for p in paths}
     assert names == {"tradeoff.json", "tradeoff.md", "cases.jsonl", "deltas_spider.png", "deltas_mmlu.png", "tradeoff.png"}
@@ -122,6 +117,6 @@ def test_write_report_writes_strict_json_markdown_cases_and_plots(tmp_path):
 
 def test_no_adapter_means_no_delta_and_no_plots(tmp_path):
     records = [r for r in make_records() if r.variant == "base"]
-    summary = summarize(records, ["base"], TEMPLATES)
+    summary = summarize(records, ["base"], LAYOUTS, TEMPLATES)
     assert summary.suites["spider"].deltas == {}
     assert {p.name for p in write_report(tmp_path, summary, records, [], {})} == {"tradeoff.json", "tradeoff.md", "cases.jsonl"}

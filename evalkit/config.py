@@ -1,0 +1,198 @@
+"""One evaluation run's settings: raw option values in, a validated :class:`RunConfig` out.
+
+:func:`parse_run_config` is a pure function of the raw values (strings, and lists for repeatable
+options), so every check is unit-tested without pytest; the plugin only gathers the values (command line
+> ``TRADEOFF_*`` environment > ``pytest.ini`` > default) and turns a :class:`ConfigError` into a usage error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evalkit.errors import ConfigError
+from evalkit.gates import Gate, parse_gate
+from evalkit.suites import REGISTRY, Suite, parse_suite_spec
+from evalkit.suites.base import parse_count, parse_names
+from evalkit.summary import BASE
+
+
+@dataclass(frozen=True)
+class Option:
+    """One plugin option: ``--flag``, ``TRADEOFF_<NAME>`` in the environment, ``tradeoff_<name>`` in pytest.ini."""
+
+    name: str
+    help: str
+    default: str | None = None
+    many: bool = False  # repeatable on the command line; a line list in pytest.ini; ';'-separated in the env
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env_name(self) -> str:
+        return f"TRADEOFF_{self.name.upper()}"
+
+
+RUN_OPTIONS = (
+    Option("model", "base model: the alias smollm2-135m, a local folder or a hub id", "smollm2-135m"),
+    Option("adapter", "LoRA adapter folder, PATH or NAME=PATH (repeatable; each adds a variant)", many=True),
+    Option("suites", "comma-separated suites to run (default: the built-in ones and every --suite)", ""),
+    Option("suite", "your own multiple-choice suite, NAME=PATH to a JSONL file (repeatable)", many=True),
+    Option("sample_seed", "seed of the stratified samples", "0"),
+    Option("data_dir", "folder holding spider/ and mmlu/ (default: TRADEOFF_DATA_DIR or datasets_cache/)"),
+    Option("results_cache", "folder of the inference result cache, results.sqlite (default: TRADEOFF_CACHE_DIR "
+           "or datasets_cache/)"),
+    Option("report_dir", "where tradeoff.json/.md, cases.jsonl and the plots go", "reports/tradeoff"),
+    Option("gate", "regression gate such as 'mmlu.delta >= -0.02' (repeatable)", many=True),
+    Option("gate_basis", "judge gates on the CI ('ci') or the point estimate ('point')", "ci"),
+    Option("gate_correction", "multiple-gate correction: holm or none", "holm"),
+    Option("confidence", "confidence level of every interval", "0.95"),
+    Option("max_new_tokens", "generation budget per answer of a generating suite (Spider)", "128"),
+    Option("batch_size", "inference batch size (default: the engine's)"),
+    Option("baseline", "read the base model's results from this file instead of running it"),
+    Option("save_baseline", "write the base model's results to this file after the run"),
+)
+SUITE_OPTIONS = tuple(Option(f"{name}_{s.name}", s.help, s.default) for name, cls in REGISTRY.items()
+                      for s in cls.settings)
+OPTIONS = RUN_OPTIONS + SUITE_OPTIONS
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    adapter: Path | None = None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Every setting of one evaluation run, validated; ``to_json`` goes into tradeoff.json."""
+
+    model: str
+    variants: tuple[Variant, ...]
+    suites: tuple[Suite, ...]
+    sample_seed: int
+    data_dir: Path
+    results_cache: Path
+    report_dir: Path
+    gates: tuple[Gate, ...]
+    gate_basis: str
+    gate_correction: str
+    confidence: float
+    max_new_tokens: int
+    batch_size: int | None
+    baseline: Path | None
+    save_baseline: Path | None
+
+    @property
+    def suite_map(self) -> dict[str, Suite]:
+        return {s.name: s for s in self.suites}
+
+    @property
+    def templates(self) -> dict[str, str]:
+        return {s.name: s.template for s in self.suites}
+
+    @property
+    def run_variants(self) -> tuple[Variant, ...]:
+        """The variants this session runs: the base comes from the baseline file when one is given."""
+        return tuple(v for v in self.variants if not (v.name == BASE and self.baseline))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "variants": {v.name: str(v.adapter) if v.adapter else None for v in self.variants},
+            "suites": {s.name: s.describe() for s in self.suites},
+            "sample_seed": self.sample_seed, "data_dir": str(self.data_dir),
+            "results_cache": str(self.results_cache), "report_dir": str(self.report_dir),
+            "gates": [g.text for g in self.gates], "gate_basis": self.gate_basis,
+            "gate_correction": self.gate_correction, "confidence": self.confidence,
+            "max_new_tokens": self.max_new_tokens, "batch_size": self.batch_size,
+            "baseline": str(self.baseline) if self.baseline else None,
+            "save_baseline": str(self.save_baseline) if self.save_baseline else None,
+        }
+
+
+def _variants(specs: Sequence[str], reserved: set[str]) -> tuple[Variant, ...]:
+    variants = [Variant(BASE)]
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            path = spec
+            name = Path(spec.rstrip("/")).name
+        if not name or name == BASE or name in reserved or not all(c.isalnum() or c in "-_." for c in name):
+            raise ConfigError(f"--adapter {spec!r}: variant name {name!r} is reserved or not usable in test ids. "
+                              "Fix: name it explicitly, e.g. --adapter epoch-1=runs/sql/epoch-1 (letters, digits, - _ .).")
+        if name in {v.name for v in variants}:
+            raise ConfigError(f"--adapter {spec!r}: two adapters are named {name!r}. Fix: use NAME=PATH to tell them apart.")
+        if not (Path(path).expanduser() / "adapter_config.json").is_file():
+            raise ConfigError(f"--adapter {spec!r}: {path} is not an adapter folder (no adapter_config.json). "
+                              "Fix: pass the folder a training run wrote, e.g. runs/<name>/epoch-1.")
+        variants.append(Variant(name, Path(path).expanduser()))
+    return tuple(variants)
+
+
+def _suites(raw: Mapping[str, Any], data_dir: Path) -> tuple[Suite, ...]:
+    own = [parse_suite_spec(spec) for spec in raw["suite"]]
+    clash = [s.name for s in own if s.name in REGISTRY]
+    if clash:
+        raise ConfigError(f"--suite {clash[0]}=...: {clash[0]!r} is a built-in suite. Fix: give your file another name.")
+    available = [*REGISTRY, *(s.name for s in own)]
+    chosen = parse_names("--suites", raw["suites"]) or tuple(available)
+    unknown = sorted(set(chosen) - set(available))
+    if unknown:
+        raise ConfigError(f"--suites {raw['suites']!r}: use a comma-separated subset of {', '.join(available)} "
+                          "(add your own with --suite NAME=PATH).")
+    built_in = {name: cls({s.name: raw.get(f"{name}_{s.name}") for s in cls.settings}, data_dir)
+                for name, cls in REGISTRY.items() if name in chosen}
+    return tuple(built_in.get(name) or next(s for s in own if s.name == name) for name in chosen)
+
+
+def _level(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1:
+        raise ConfigError(f"--confidence {text!r}: use a level between 0 and 1, e.g. 0.95.")
+    return value
+
+
+def parse_run_config(raw: Mapping[str, Any], data_dir: Path, results_cache: Path) -> RunConfig:
+    """Validate raw option values (names as in :data:`OPTIONS`; absent ones take their defaults).
+
+    ``data_dir`` and ``results_cache`` are the resolved folders (see :mod:`evalkit.paths`). A bad value
+    raises :class:`ConfigError` naming the option and the fix.
+    """
+    raw = {opt.name: raw.get(opt.name, [] if opt.many else opt.default) for opt in OPTIONS}
+    suites = _suites(raw, data_dir)
+    basis, correction = raw["gate_basis"], raw["gate_correction"]
+    if basis not in ("ci", "point") or correction not in ("holm", "none"):
+        raise ConfigError(f"--gate-basis {basis!r} / --gate-correction {correction!r}: use ci|point and holm|none.")
+    baseline = Path(raw["baseline"]).expanduser() if raw["baseline"] else None
+    save_baseline = Path(raw["save_baseline"]).expanduser() if raw["save_baseline"] else None
+    if baseline and save_baseline:
+        raise ConfigError("--baseline and --save-baseline together: a run either reads the base model's results or "
+                          "writes them. Fix: drop one.")
+    reserved = {name for s in suites for name in s.all_markers()} | set(REGISTRY)
+    variants = _variants(raw["adapter"], reserved)
+    gates = tuple(parse_gate(text, {s.name for s in suites}, {v.name for v in variants}) for text in raw["gate"])
+    return RunConfig(
+        model=raw["model"],
+        variants=variants,
+        suites=suites,
+        sample_seed=parse_count("--sample-seed", raw["sample_seed"]),
+        data_dir=data_dir,
+        results_cache=results_cache,
+        report_dir=Path(raw["report_dir"]).expanduser(),
+        gates=gates,
+        gate_basis=basis,
+        gate_correction=correction,
+        confidence=_level(raw["confidence"]),
+        max_new_tokens=parse_count("--max-new-tokens", raw["max_new_tokens"], minimum=1),
+        batch_size=parse_count("--batch-size", raw["batch_size"], minimum=1) if raw["batch_size"] else None,
+        baseline=baseline,
+        save_baseline=save_baseline,
+    )

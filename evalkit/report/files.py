@@ -1,0 +1,94 @@
+"""The summary as files: ``tradeoff.json`` (every figure), ``tradeoff.md`` (paste-able) and ``cases.jsonl``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from evalkit.report.text import counts_line, suite_caption, suite_rows, suite_title
+from evalkit.summary import ALL, CaseRecord, Figures, Summary
+
+if TYPE_CHECKING:
+    from evalkit.gates import GateResult
+
+JSON_FORMAT = "tradeoff-report/1"
+
+
+def clean(value: Any) -> Any:
+    """JSON-safe: dataclasses to dicts, NaN to null (strict JSON has no NaN)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: clean(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, Mapping):
+        return {str(k): clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def _figures_json(figures: Figures) -> dict[str, Any]:
+    return {ALL: clean(figures.overall), "groups": clean(figures.groups), "clusters": clean(figures.clusters)}
+
+
+def to_json(summary: Summary, gates: Sequence[GateResult], meta: Mapping[str, Any]) -> dict[str, Any]:
+    """Every figure, the gates, and ``meta`` (config, models, data checksums, versions, run details)."""
+    suites = {}
+    for suite, s in summary.suites.items():
+        suites[suite] = {
+            "title": s.layout.title,
+            "template": s.template,
+            "clustered_by": s.layout.cluster_title if s.layout.clustered else None,
+            "counts": {v: {**clean(c), "failed": c.failed} for v, c in s.counts.items()},
+            "scores": {v: _figures_json(f) for v, f in s.scores.items()},
+            "macro": clean(s.macro),
+            "deltas": {a: _figures_json(f) for a, f in s.deltas.items()},
+            "outcomes": s.outcomes,
+            "predicted": s.predicted,
+        }
+    return {"format": JSON_FORMAT, **clean(dict(meta)), "confidence": summary.confidence,
+            "variants": summary.variants, "suites": suites, "gates": [clean(g) for g in gates]}
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    return "\n".join([line(header), "|" + "---|" * len(header), *(line(r) for r in rows)])
+
+
+def to_markdown(summary: Summary, gates: Sequence[GateResult], meta: Mapping[str, Any]) -> str:
+    """A paste-able report: one table per suite, the counts, the gates and the models evaluated."""
+    parts = ["# Trade-off report", ""]
+    models = meta.get("models", {})
+    if models:
+        parts += ["Models: " + "; ".join(f"`{v}` = {m.get('spec')}" + (f" + {m['adapter']}" if m.get("adapter") else "")
+                                         for v, m in models.items()), ""]
+    for suite in summary.suites:
+        header, rows = suite_rows(summary, suite)
+        parts += [f"## {suite_title(summary, suite)}", "", _md_table(header, rows), "",
+                  f"_{suite_caption(summary, suite)}._", "", f"Counts: {counts_line(summary, suite)}.", ""]
+    if gates:
+        parts += ["## Regression gates", "", gates[0].policy, "",
+                  _md_table(["gate", "figure", "evidence", "verdict"],
+                            [[g.label, g.figure_text, g.evidence, f"**{g.verdict}**"] for g in gates]), ""]
+        warnings = [g.power_warning for g in gates if g.power_warning]
+        parts += [f"- Warning: {w}" for w in warnings] + ([""] if warnings else [])
+    if meta.get("warnings"):
+        parts += ["## Warnings", "", *(f"- {w}" for w in meta["warnings"]), ""]
+    return "\n".join(parts)
+
+
+def write_cases(records: Iterable[CaseRecord], path: Path) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(clean(record.to_dict()), ensure_ascii=False) + "\n")
+
+
+def read_cases(path: Path) -> list[CaseRecord]:
+    with path.open(encoding="utf-8") as handle:
+        return [CaseRecord.from_dict(json.loads(line)) for line in handle if line.strip()]

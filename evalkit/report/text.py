@@ -1,0 +1,115 @@
+"""The summary as text: figures formatted with their CIs, one table per suite, the gates (rich)."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from evalkit.stats import Estimate, PairedDelta
+from evalkit.summary import ALL, BASE, Summary
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from evalkit.gates import GateResult
+
+
+def finite(value: float | None) -> bool:
+    return value is not None and not math.isnan(value)
+
+
+def fmt_score(est: Estimate | None) -> str:
+    if est is None:
+        return "-"
+    ci = f" [{100 * est.lo:.1f}, {100 * est.hi:.1f}]" if finite(est.lo) and finite(est.hi) else " [n/a]"
+    return f"{100 * est.mean:.1f}%{ci} n={est.n}"
+
+
+def fmt_delta(delta: PairedDelta | None) -> str:
+    if delta is None:
+        return "-"
+    ci = f" [{100 * delta.lo:+.1f}, {100 * delta.hi:+.1f}]" if finite(delta.lo) and finite(delta.hi) else " [n/a]"
+    p = f" p={delta.p_value:.3g}" if finite(delta.p_value) else ""
+    return f"{100 * delta.delta:+.1f} pp{ci}{p}"
+
+
+def suite_rows(summary: Summary, suite: str) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of a suite's table: one row for all items and one per group; a score column per
+    variant and a paired-delta column per adapter."""
+    s = summary.suites[suite]
+    variants = [v for v in summary.variants if v in s.scores]
+    adapters = [a for a in summary.adapters if a in s.deltas]
+    header = [s.layout.group_title, *variants, *(f"Δ {a} vs {BASE}" for a in adapters)]
+    rows = []
+    for label in [ALL, *s.groups]:
+        shown = ALL if label == ALL else s.layout.label(label)
+        rows.append([shown, *(fmt_score(s.scores[v].get(label)) for v in variants),
+                     *(fmt_delta(s.deltas[a].get(label)) for a in adapters)])
+    return header, rows
+
+
+def counts_line(summary: Summary, suite: str) -> str:
+    parts = []
+    for variant, c in summary.suites[suite].counts.items():
+        parts.append(f"{variant}: {c.scored} scored ({c.passed} passed, {c.failed} failed), "
+                     f"{c.skipped} skipped, {c.errors} errors")
+    return "; ".join(parts)
+
+
+def _test_names(summary: Summary, suite: str) -> str:
+    return ", ".join(sorted({f.overall.test for f in summary.suites[suite].deltas.values()}))
+
+
+def suite_caption(summary: Summary, suite: str) -> str:
+    level = f"{100 * summary.confidence:g}%"
+    layout = summary.suites[suite].layout
+    clustered = f" clustered by {layout.cluster_title}" if layout.clustered else ""
+    caption = f"score with {level} CI{clustered}"
+    if summary.suites[suite].deltas:
+        caption += f"; Δ = paired difference on the same items, {level} CI, p from {_test_names(summary, suite)}"
+    return caption
+
+
+def suite_title(summary: Summary, suite: str) -> str:
+    s = summary.suites[suite]
+    return f"{s.layout.title} ({s.template})"
+
+
+def render_tables(summary: Summary, gates: Sequence[GateResult] = ()) -> list[Table]:
+    """rich tables: one per suite, then the gates."""
+    from rich.table import Table
+    from rich.text import Text
+
+    tables = []
+    for suite in summary.suites:
+        header, rows = suite_rows(summary, suite)
+        table = Table(title=suite_title(summary, suite), caption=suite_caption(summary, suite), caption_justify="left")
+        for i, name in enumerate(header):
+            table.add_column(name, justify="left" if i == 0 else "right")
+        for row in rows:
+            table.add_row(*(Text(cell) for cell in row))  # "[n/a]" is text, not rich markup
+        tables.append(table)
+    if gates:
+        table = Table(title="Regression gates", caption=gates[0].policy, caption_justify="left")
+        for name in ("gate", "figure", "evidence", "verdict"):
+            table.add_column(name)
+        for g in gates:
+            colour = {"PASS": "green", "FAIL": "red"}.get(g.verdict, "yellow")
+            table.add_row(Text(g.label), Text(g.figure_text), Text(g.evidence), Text(g.verdict, style=colour))
+        tables.append(table)
+    return tables
+
+
+def render_text(summary: Summary, gates: Sequence[GateResult] = (), *, width: int = 120, color: bool = False) -> str:
+    """The rich tables and the count lines as text for a terminal (ANSI colours when ``color``)."""
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, force_terminal=color, no_color=not color, highlight=False)
+    for table in render_tables(summary, gates):
+        console.print(table)
+    for suite in summary.suites:
+        console.print(f"{suite}: {counts_line(summary, suite)}", soft_wrap=True)
+    return buffer.getvalue()

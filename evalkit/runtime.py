@@ -1,0 +1,144 @@
+"""The inference runtime: one model loaded at a time, one inference batch per (suite, variant).
+
+The plugin hands the runtime the evaluation items still selected after ``-k``/``-m``; the first test of
+a (suite, variant) batch triggers inference over all of that batch's selected items, through the result
+cache (an interrupted run resumes), and every test of the batch then reads its output. Each test's
+example is measured once (:meth:`Runtime.measure`) and becomes the record the summary aggregates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ContextManager
+
+from evalkit.config import RunConfig, Variant
+from evalkit.errors import ConfigError
+from evalkit.suites import Example, Generation, Scored, Suite
+from evalkit.summary import CaseRecord
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    """One example of one suite for one variant: what a test in tests/eval receives."""
+
+    suite: Suite
+    variant: Variant
+    example: Example
+
+    @property
+    def id(self) -> str:
+        return self.example.id
+
+    @property
+    def test_id(self) -> str:
+        cluster = "" if self.example.cluster in self.example.id else f"-{self.example.cluster}"
+        return f"{self.suite.name}-{self.variant.name}-{self.example.id}{cluster}"
+
+    @property
+    def skip_reason(self) -> str | None:
+        return self.example.skip_reason
+
+    def record(self, status: str, **fields: Any) -> CaseRecord:
+        return CaseRecord(self.suite.name, self.variant.name, self.example.id, self.example.group,
+                          self.example.cluster, self.suite.template, status, **fields)
+
+
+class Runtime:
+    """Per process: the loaded model, and prompts and outputs per (suite, variant) batch.
+
+    ``selected(suite, variant)`` lists the items this session runs; ``uncaptured`` lets the progress bar
+    through pytest's output capture; ``baseline_ids`` (with ``--baseline``) are the examples the base
+    results cover, per suite.
+    """
+
+    def __init__(self, cfg: RunConfig, selected: Callable[[str, str], Sequence[EvalItem]],
+                 uncaptured: Callable[[], ContextManager[Any]] = contextlib.nullcontext,
+                 baseline_ids: dict[str, set[str]] | None = None) -> None:
+        from evalkit.inference import ResultCache
+
+        self.cfg = cfg
+        self.selected = selected
+        self.uncaptured = uncaptured
+        self.baseline_ids = baseline_ids
+        self.cache = ResultCache(cfg.results_cache / "results.sqlite")
+        self.model: Any = None
+        self.prompts: dict[tuple[str, str], dict[str, str]] = {}
+        self.outputs: dict[tuple[str, str], dict[str, Any]] = {}
+        self.failures: dict[tuple[str, str], BaseException] = {}
+        self.facts: list[tuple[str, Any]] = []  # model and inference facts for the next test report
+
+    def _load(self, variant: Variant) -> Any:
+        from evalkit.models import adapter_provenance, load_model
+
+        if self.model is None or self.model.adapter != variant.adapter:
+            self.model = None
+            gc.collect()
+            self.model = load_model(self.cfg.model, variant.adapter)
+            facts = self.model.describe()
+            facts["training"] = adapter_provenance(variant.adapter) if variant.adapter else None
+            self.facts.append(("tradeoff-model", {"variant": variant.name, **facts}))
+        return self.model
+
+    def _check_baseline(self, suite: str, items: Sequence[EvalItem]) -> None:
+        if self.baseline_ids is None:
+            return
+        missing = [i.id for i in items if i.id not in self.baseline_ids.get(suite, set())]
+        if missing:
+            raise ConfigError(
+                f"--baseline {self.cfg.baseline} has no base result for {len(missing)} of the {len(items)} {suite} "
+                f"items this run evaluates (e.g. {', '.join(missing[:3])}). Fix: save the baseline with the same "
+                "samples, seed and selections (e.g. --spider-sample, --mmlu-subjects), or with 'all'."
+            )
+
+    def _infer(self, suite: Suite, variant: Variant) -> None:
+        from evalkit.inference import choice_logprobs, generate
+
+        items = [i for i in self.selected(suite.name, variant.name) if not i.skip_reason]
+        self._check_baseline(suite.name, items)
+        model = self._load(variant)
+        prompts = {i.id: suite.prompt(i.example, model.tokenizer) for i in items}
+        texts = list(prompts.values())
+        started = time.perf_counter()
+        label = f"tradeoff {suite.name} {variant.name}"
+        with self.uncaptured():  # a full run infers for an hour: show its progress bar (items/s, ETA)
+            if isinstance(suite.request, Generation):
+                results = generate(model, texts, max_new_tokens=self.cfg.max_new_tokens, stop=list(suite.request.stop),
+                                   batch_size=self.cfg.batch_size, cache=self.cache, progress=label)
+            else:
+                results = choice_logprobs(model, texts, [suite.continuations(i.example) for i in items],
+                                          batch_size=self.cfg.batch_size, cache=self.cache, progress=label)
+        self.facts.append(("tradeoff-inference", {"suite": suite.name, "variant": variant.name, "prompts": len(texts),
+                                                  "seconds": round(time.perf_counter() - started, 3)}))
+        self.prompts[(suite.name, variant.name)] = prompts
+        self.outputs[(suite.name, variant.name)] = dict(zip(prompts, results))
+
+    def _batch(self, item: EvalItem) -> tuple[str, str]:
+        key = (item.suite.name, item.variant.name)
+        if key in self.failures:
+            raise self.failures[key]
+        if key not in self.outputs:
+            try:
+                self._infer(item.suite, item.variant)
+            except BaseException as exc:  # remembered, so the batch's other tests fail fast with the same error
+                self.failures[key] = exc
+                raise
+        return key
+
+    def output(self, item: EvalItem) -> Any:
+        """The model's output for the item: generated text, or one log-likelihood per continuation."""
+        return self.outputs[self._batch(item)][item.id]
+
+    def prompt(self, item: EvalItem) -> str:
+        return self.prompts[self._batch(item)][item.id]
+
+    def measure(self, item: EvalItem) -> tuple[Scored, CaseRecord]:
+        """Score the item's output once: the measured test case and metric, and the record made from them."""
+        scored = item.suite.score(item.example, self.prompt(item), self.output(item))
+        metric = scored.metric
+        record = item.record(scored.status, score=float(metric.score), passed=bool(metric.success),
+                             reason=metric.reason, **scored.fields)
+        return scored, record

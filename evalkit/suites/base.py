@@ -1,0 +1,154 @@
+"""What a benchmark suite declares, as data the plugin, the summary and the report iterate over.
+
+A suite says how it loads its examples (respecting its settings), each example's id, group, cluster and
+sampling stratum, its data checksum, its prompt template, the inference request it needs (greedy
+generation with stop strings, or the log-likelihood of each answer choice), the metric that scores one
+example, how its figures are laid out (group titles and order, clustered or not, its role in the
+trade-off), its pytest markers, and what in an adapter's training makes its figures not held out.
+
+Settings become command-line options named after the suite (``--spider-sample``, ``--mmlu-shots``), with
+``TRADEOFF_*`` environment variables and ``pytest.ini`` keys, so adding a suite adds its options too.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from evalkit.errors import ConfigError
+from evalkit.summary import Layout
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One suite option: ``--<suite>-<name>``; its value reaches the suite as a string."""
+
+    name: str
+    help: str
+    default: str
+
+
+@dataclass(frozen=True)
+class Example:
+    """One example as the run sees it; ``data`` is the suite's own record (a SpiderExample, ...)."""
+
+    id: str
+    group: str
+    cluster: str
+    stratum: str
+    data: Any
+    skip_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Generation:
+    """Greedy generation up to the run's token budget, cut before the first of ``stop``."""
+
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LogLikelihoods:
+    """The log-likelihood of each of an example's continuations (:meth:`Suite.continuations`) after its prompt."""
+
+
+Request = Generation | LogLikelihoods
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One example measured once: the DeepEval test case and the measured metric (which replays its
+    measurement when DeepEval's ``assert_test`` measures its copy), and the fields of the example's record."""
+
+    test_case: Any
+    metric: Any
+    status: str  # "scored", or "error" when the example itself is broken (a failing gold query)
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_count(flag: str, text: str, *, allow_all: bool = False, minimum: int = 0) -> int | None:
+    """An integer option value (``None`` for 'all' where allowed), or a ConfigError naming the option."""
+    if allow_all and text.strip().lower() == "all":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        hint = f"an integer >= {minimum}" + (" or 'all'" if allow_all else "")
+        raise ConfigError(f"{flag} {text!r}: expected {hint}.")
+    return value
+
+
+def parse_names(flag: str, text: str) -> tuple[str, ...]:
+    """A comma-separated list; an option given but holding no name at all (``,,,``) is an error."""
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    if text.strip() and not names:
+        raise ConfigError(f"{flag} {text!r} names nothing. Fix: list names separated by commas, or leave it empty "
+                          "for all.")
+    return names
+
+
+class Suite(ABC):
+    """A benchmark: subclasses set the class attributes and implement the methods below."""
+
+    name: ClassVar[str]
+    layout: ClassVar[Layout]
+    settings: ClassVar[tuple[Setting, ...]] = ()
+    request: ClassVar[Request]
+    markers: ClassVar[Mapping[str, str]] = {}  # marker -> description; the suite's own name is added
+
+    def __init__(self, values: Mapping[str, str], data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.values = {s.name: values.get(s.name) or s.default for s in self.settings}
+
+    def flag(self, setting: str) -> str:
+        return f"--{self.name}-{setting.replace('_', '-')}"
+
+    @property
+    @abstractmethod
+    def template(self) -> str:
+        """The prompt template's name, recorded with every result."""
+
+    @property
+    def sample(self) -> int | None:
+        """Examples drawn per stratum (None: all)."""
+        return None
+
+    @abstractmethod
+    def load(self) -> list[Example]:
+        """Every example the settings select, in a fixed order."""
+
+    @abstractmethod
+    def checksum(self) -> str:
+        """sha256 of the data files the examples and prompts come from."""
+
+    @abstractmethod
+    def prompt(self, example: Example, tokenizer: Any) -> str:
+        """The exact text sent to the model for ``example``."""
+
+    def continuations(self, example: Example) -> list[str]:
+        """The answer continuations scored after the prompt (log-likelihood suites)."""
+        raise NotImplementedError(f"suite {self.name!r} generates text; it scores no continuations")
+
+    @abstractmethod
+    def score(self, example: Example, prompt: str, output: Any) -> Scored:
+        """Measure the model's ``output`` (text, or one log-likelihood per continuation) on ``example``."""
+
+    def describe(self) -> dict[str, Any]:
+        """The settings as the report and a baseline record them."""
+        return {"template": self.template, **self.values}
+
+    def comparable(self) -> dict[str, Any]:
+        """What must be equal for two runs' results to be paired (a baseline is refused otherwise)."""
+        return {"prompt template": self.template}
+
+    def contamination(self, adapter: str, provenance: Mapping[str, Any]) -> str | None:
+        """A warning when an adapter's training data overlaps what this suite scores, else None."""
+        return None
+
+    def all_markers(self) -> dict[str, str]:
+        return {self.name: self.layout.title, **self.markers}

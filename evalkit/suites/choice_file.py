@@ -1,0 +1,137 @@
+"""A user's own multiple-choice questions from a JSONL file, scored like MMLU: how to measure forgetting
+on your own data. ``--suite mydomain=path/to/questions.jsonl`` adds the suite ``mydomain``.
+
+Each line is one JSON object: ``question`` (text), ``choices`` (a list of 2 to 26 texts), ``answer`` (the
+0-based index of the right choice, or its letter "A", "B", ...), optionally ``subject`` (grouping and
+clustering, like an MMLU subject) and ``id``. Blank lines are ignored. The prompt is the harness's MMLU
+format, zero-shot; the model is scored on the log-likelihood of each answer letter.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from evalkit.data.files import sha256_file
+from evalkit.errors import ConfigError, DataError
+from evalkit.suites.base import Example, LogLikelihoods, Scored, Suite
+from evalkit.summary import Layout
+
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+FORMAT = ('{"question": "...", "choices": ["...", "..."], "answer": 0 (index) or "A", "subject": "optional", '
+          '"id": "optional"}')
+
+
+def _question(path: Path, number: int, line: str) -> dict[str, Any]:
+    """One validated line; a DataError names the file, the line and the fix."""
+    where = f"{path}, line {number}"
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{where}: not valid JSON ({exc.msg}). Fix: write one JSON object per line: {FORMAT}.") from exc
+    if not isinstance(row, dict):
+        raise DataError(f"{where}: a {type(row).__name__}, not an object. Fix: write one object per line: {FORMAT}.")
+    missing = [key for key in ("question", "choices", "answer") if key not in row]
+    if missing:
+        raise DataError(f"{where}: missing field(s) {', '.join(missing)}. Fix: give each line {FORMAT}.")
+    question, choices, answer = row["question"], row["choices"], row["answer"]
+    if not isinstance(question, str) or not question.strip():
+        raise DataError(f"{where}: 'question' must be non-empty text. Fix: put the question's text there.")
+    if (not isinstance(choices, list) or not 2 <= len(choices) <= len(LETTERS)
+            or not all(isinstance(c, str) and c.strip() for c in choices)):
+        raise DataError(f"{where}: 'choices' must be a list of 2 to {len(LETTERS)} non-empty texts. "
+                        "Fix: list the answer options as strings.")
+    if isinstance(answer, str) and len(answer) == 1 and answer in LETTERS:
+        answer = LETTERS.index(answer)
+    if isinstance(answer, bool) or not isinstance(answer, int) or not 0 <= answer < len(choices):
+        raise DataError(f"{where}: 'answer' {row['answer']!r} is not a choice of the {len(choices)} given. "
+                        f"Fix: use the 0-based index (0..{len(choices) - 1}) or the letter (A..{LETTERS[len(choices) - 1]}).")
+    subject = row.get("subject")
+    if subject is not None and (not isinstance(subject, str) or not subject.strip()):
+        raise DataError(f"{where}: 'subject' must be non-empty text when given. Fix: name the subject or drop the field.")
+    return {"id": str(row.get("id") or f"{number:05d}"), "question": question, "choices": tuple(choices),
+            "answer": LETTERS[answer], "subject": subject.strip() if subject else None}
+
+
+def read_questions(path: Path) -> list[dict[str, Any]]:
+    """Every question of the file, validated, in file order."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read the questions file ({exc}). Fix: pass a UTF-8 JSONL file.") from exc
+    rows = [_question(path, number, line) for number, line in enumerate(text.split("\n"), start=1) if line.strip()]
+    if not rows:
+        raise DataError(f"{path}: no questions. Fix: write one JSON object per line: {FORMAT}.")
+    seen: dict[str, int] = {}
+    for row in rows:
+        seen[row["id"]] = seen.get(row["id"], 0) + 1
+    duplicated = [key for key, count in seen.items() if count > 1]
+    if duplicated:
+        raise DataError(f"{path}: id(s) {', '.join(duplicated[:3])} appear more than once. Fix: make each id unique.")
+    return rows
+
+
+class ChoiceFileSuite(Suite):
+    """One suite per ``--suite NAME=PATH``; figures grouped and (with 2+ subjects) clustered by subject."""
+
+    request = LogLikelihoods()
+
+    def __init__(self, name: str, path: Path) -> None:
+        super().__init__({}, path.parent)
+        if not NAME.match(name):
+            raise ConfigError(f"--suite {name}={path}: the name must be lower-case letters, digits and _ "
+                              "(it names the suite's gates, markers and test ids). Fix: e.g. --suite mydomain=...")
+        self.name = name
+        self.path = path
+        self.questions = read_questions(path)
+        subjects = sorted({q["subject"] or "all" for q in self.questions})
+        self.layout = Layout(title=f"{name} accuracy", group_title="subject", cluster_title="subject",
+                             groups=tuple(subjects), clustered=len(subjects) > 1, choices=True)
+
+    @property
+    def template(self) -> str:
+        return "choices-0shot"
+
+    def load(self) -> list[Example]:
+        return [Example(q["id"], q["subject"] or "all", q["subject"] or "all", q["subject"] or "all", q)
+                for q in self.questions]
+
+    def checksum(self) -> str:
+        return sha256_file(self.path)
+
+    def describe(self) -> dict[str, Any]:
+        return {"template": self.template, "path": str(self.path)}
+
+    def prompt(self, example: Example, tokenizer: Any) -> str:
+        from evalkit.prompts import multiple_choice_prompt
+
+        q = example.data
+        return multiple_choice_prompt(q["question"], q["choices"], q["subject"])
+
+    def continuations(self, example: Example) -> list[str]:
+        return [f" {letter}" for letter in LETTERS[:len(example.data["choices"])]]
+
+    def score(self, example: Example, prompt: str, output: Any) -> Scored:
+        from evalkit.metrics.mmlu_accuracy import MMLUAccuracy, choice_test_case
+
+        q = example.data
+        case = choice_test_case(f"{self.name}-{q['id']}", prompt, q["answer"], q["choices"], logprobs=output,
+                                template=self.template, subject=q["subject"])
+        metric = MMLUAccuracy()
+        metric.measure(case)
+        return Scored(case, metric, "scored", dict(outcome=metric.outcome, extracted=metric.predicted,
+                                                   logprobs=tuple(metric.logprobs)))
+
+
+def parse_suite_spec(spec: str) -> ChoiceFileSuite:
+    """``NAME=PATH`` -> the suite, or a ConfigError saying the form."""
+    name, sep, path = spec.partition("=")
+    if not sep or not name.strip() or not path.strip():
+        raise ConfigError(f"--suite {spec!r}: expected NAME=PATH, e.g. --suite mydomain=questions.jsonl.")
+    file = Path(path.strip()).expanduser()
+    if not file.is_file():
+        raise ConfigError(f"--suite {spec!r}: {file} is not a file. Fix: point it at a JSONL file of questions.")
+    return ChoiceFileSuite(name.strip(), file)

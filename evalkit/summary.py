@@ -1,0 +1,230 @@
+"""The trade-off summary: per-example records in, figures with error bars out. The only aggregation.
+
+:func:`summarize` turns :class:`CaseRecord` rows (one per example per variant, from the pytest plugin or
+a baseline file) into a :class:`Summary`: for each suite, each variant's score overall, per group and
+per cluster (micro: every example weighs the same), its macro score (mean of cluster scores), the counts
+of outcomes and, for multiple-choice suites, of predicted answer positions; and for each adapter its
+**paired** delta against the base on the examples both scored (:mod:`evalkit.stats`). A suite's
+:class:`Layout` says how: which groups in which order, and whether CIs are clustered.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from evalkit.stats import Estimate, PairedDelta, mean_ci, paired_delta
+
+BASE = "base"
+ALL = "all"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a suite's figures are titled, grouped and tested.
+
+    ``role`` is ``target`` for the skill fine-tuning trains (Spider) and ``retention`` for what it may
+    cost (MMLU, a user's own multiple-choice file): the trade-off plot draws targets against retentions.
+    ``choices`` marks multiple-choice suites, whose predicted answer positions are counted.
+    """
+
+    title: str
+    group_title: str
+    cluster_title: str
+    groups: tuple[str, ...] = ()
+    group_labels: Mapping[str, str] = field(default_factory=dict)
+    clustered: bool = False
+    role: str = "retention"
+    choices: bool = False
+
+    def label(self, group: str) -> str:
+        return self.group_labels.get(group, group)
+
+
+@dataclass(frozen=True)
+class CaseRecord:
+    """One example evaluated by one variant, as the per-example JSONL stores it.
+
+    ``status`` is ``scored`` (the metric ran: ``score``, ``passed``, ``outcome`` are set), ``skipped``
+    (``reason`` says why, e.g. a missing database) or ``error`` (inference or scoring crashed, or the
+    example itself is broken). ``output`` is the raw generation and ``logprobs`` the choice log-likelihoods;
+    ``extracted`` is what the metric read from them (the SQL statement, the answer letter).
+    """
+
+    suite: str
+    variant: str
+    id: str
+    group: str
+    cluster: str
+    template: str
+    status: str
+    score: float | None = None
+    passed: bool | None = None
+    outcome: str | None = None
+    extracted: str | None = None
+    output: str | None = None
+    logprobs: tuple[float, ...] | None = None
+    reason: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CaseRecord:
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if values.get("logprobs") is not None:
+            values["logprobs"] = tuple(values["logprobs"])
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Counts:
+    """How a variant's examples ended: scored (passed + failed), skipped, errors."""
+
+    scored: int = 0
+    passed: int = 0
+    skipped: int = 0
+    errors: int = 0
+
+    @property
+    def failed(self) -> int:
+        return self.scored - self.passed
+
+
+@dataclass(frozen=True)
+class Figures:
+    """A figure (score :class:`Estimate` or :class:`PairedDelta`) overall, per group and per cluster."""
+
+    overall: Any
+    groups: dict[str, Any] = field(default_factory=dict)
+    clusters: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, label: str | None) -> Any:
+        """The figure for ``None``/"all" (overall), a group name, or a cluster name; None if absent."""
+        if label in (None, ALL):
+            return self.overall
+        return self.groups.get(label, self.clusters.get(label))
+
+
+@dataclass(frozen=True)
+class SuiteSummary:
+    suite: str
+    template: str
+    layout: Layout
+    counts: dict[str, Counts]
+    scores: dict[str, Figures]
+    deltas: dict[str, Figures]
+    macro: dict[str, Estimate] = field(default_factory=dict)  # mean of cluster scores, per variant
+    outcomes: dict[str, dict[str, int]] = field(default_factory=dict)  # per variant
+    predicted: dict[str, dict[str, int]] = field(default_factory=dict)  # answer positions, choice suites
+
+    @property
+    def groups(self) -> list[str]:
+        """Group names present in any variant: the layout's order first, then any others sorted."""
+        present = {g for figures in self.scores.values() for g in figures.groups}
+        return [g for g in self.layout.groups if g in present] + sorted(present - set(self.layout.groups))
+
+
+@dataclass(frozen=True)
+class Summary:
+    """All suites' figures for one run; ``variants`` lists the base first, then adapters in order."""
+
+    variants: list[str]
+    suites: dict[str, SuiteSummary]
+    confidence: float
+
+    @property
+    def adapters(self) -> list[str]:
+        return [v for v in self.variants if v != BASE]
+
+    def figure(self, suite: str, label: str | None, kind: str, variant: str) -> Estimate | PairedDelta | None:
+        """Look a figure up the way gates name it: ``suite[.label].kind@variant`` (kind: score, delta)."""
+        summary = self.suites.get(suite)
+        if summary is None:
+            return None
+        figures = (summary.scores if kind == "score" else summary.deltas).get(variant)
+        return None if figures is None else figures.get(label)
+
+
+def _scores(records: Sequence[CaseRecord], clustered: bool, confidence: float) -> Figures:
+    def estimate(rows: Sequence[CaseRecord]) -> Estimate:
+        return mean_ci([r.score for r in rows], [r.cluster for r in rows] if clustered else None, confidence)
+
+    return Figures(
+        overall=estimate(records),
+        groups={g: estimate([r for r in records if r.group == g]) for g in sorted({r.group for r in records})},
+        clusters={c: estimate([r for r in records if r.cluster == c]) for c in sorted({r.cluster for r in records})},
+    )
+
+
+def _deltas(base: Sequence[CaseRecord], other: Sequence[CaseRecord], clustered: bool, confidence: float) -> Figures | None:
+    """Paired deltas on the items both variants scored (base order)."""
+    by_id = {r.id: r for r in other}
+    pairs = [(b, by_id[b.id]) for b in base if b.id in by_id]
+    if not pairs:
+        return None
+
+    def delta(rows: Sequence[tuple[CaseRecord, CaseRecord]]) -> PairedDelta:
+        return paired_delta([b.score for b, _ in rows], [o.score for _, o in rows],
+                            [b.cluster for b, _ in rows] if clustered else None, confidence)
+
+    return Figures(
+        overall=delta(pairs),
+        groups={g: delta([p for p in pairs if p[0].group == g]) for g in sorted({b.group for b, _ in pairs})},
+        clusters={c: delta([p for p in pairs if p[0].cluster == c]) for c in sorted({b.cluster for b, _ in pairs})},
+    )
+
+
+def _counts(records: Iterable[CaseRecord]) -> Counts:
+    rows = list(records)
+    return Counts(
+        scored=sum(r.status == "scored" for r in rows),
+        passed=sum(r.status == "scored" and bool(r.passed) for r in rows),
+        skipped=sum(r.status == "skipped" for r in rows),
+        errors=sum(r.status == "error" for r in rows),
+    )
+
+
+def _macro(figures: Figures, confidence: float) -> Estimate:
+    """The mean of cluster scores; its CI treats the clusters as the sample (a t interval over one value each)."""
+    return mean_ci([e.mean for e in figures.clusters.values()], None, confidence)
+
+
+def sort_records(records: Iterable[CaseRecord], variants: Sequence[str]) -> list[CaseRecord]:
+    """A stable order independent of how tests were scheduled (serial or pytest-xdist)."""
+    rank = {v: i for i, v in enumerate(variants)}
+    return sorted(records, key=lambda r: (r.suite, rank.get(r.variant, len(rank)), r.variant, r.id))
+
+
+def summarize(records: Iterable[CaseRecord], variants: Sequence[str], layouts: Mapping[str, Layout],
+              templates: Mapping[str, str], confidence: float = 0.95) -> Summary:
+    """Figures for every suite of ``layouts`` that has records; ``variants`` gives the order (the base first)."""
+    rows = sort_records(records, variants)
+    suites: dict[str, SuiteSummary] = {}
+    for suite, layout in layouts.items():
+        in_suite = [r for r in rows if r.suite == suite]
+        if not in_suite:
+            continue
+        by_variant = {v: [r for r in in_suite if r.variant == v] for v in variants}
+        scored = {v: [r for r in rs if r.status == "scored"] for v, rs in by_variant.items()}
+        scores = {v: _scores(rs, layout.clustered, confidence) for v, rs in scored.items() if rs}
+        deltas = {}
+        for adapter in variants:
+            if adapter != BASE and scored.get(BASE) and scored.get(adapter):
+                figures = _deltas(scored[BASE], scored[adapter], layout.clustered, confidence)
+                if figures is not None:
+                    deltas[adapter] = figures
+        suites[suite] = SuiteSummary(
+            suite, templates.get(suite, ""), layout,
+            counts={v: _counts(rs) for v, rs in by_variant.items() if rs},
+            scores=scores, deltas=deltas,
+            macro={v: _macro(f, confidence) for v, f in scores.items() if len(f.clusters) > 1},
+            outcomes={v: dict(sorted(Counter(r.outcome for r in rs).items())) for v, rs in scored.items() if rs},
+            predicted={v: dict(sorted(Counter(r.extracted or "unparseable" for r in rs).items()))
+                       for v, rs in scored.items() if rs and layout.choices},
+        )
+    return Summary(list(variants), suites, confidence)
