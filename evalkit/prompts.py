@@ -8,6 +8,12 @@ two spaces after "about" (its ``format_subject`` prefixes every word with a spac
 the question (963 test questions start with a space or end in a newline). ``header="hendrycks"`` selects
 that format; the default is the harness's.
 
+The MMLU *cloze* format is the harness's ``mmlu_continuation``: the description "The following are
+questions (with answers) about <subject>.", each question as ``"Question: <question>\nAnswer:"`` without
+the lettered choices, shots answered with their gold answer *text*, and the four answer texts as the
+scored continuations (each after the delimiter " "). Small models that cannot map letters to answers
+are scored on the answers themselves.
+
 Spider has two prompts that share one rendering of (schema, question): the zero-shot chat prompt that
 fine-tuning trains on and evaluation sends (``spider_chat_messages`` is the single builder both import,
 so train and eval prompts cannot drift apart), and a fixed 3-shot completion prompt for base models.
@@ -91,6 +97,28 @@ def mmlu_prompt(question: MMLUQuestion, shots: Sequence[MMLUQuestion], header: H
     return head + answered + mmlu_question_text(question, header)
 
 
+def mmlu_cloze_header(subject: str) -> str:
+    """The ``mmlu_continuation`` description line (no "multiple choice")."""
+    return f"The following are questions (with answers) about {subject.replace('_', ' ')}.\n\n"
+
+
+def mmlu_cloze_question(question: MMLUQuestion) -> str:
+    """The ``mmlu_continuation`` ``doc_to_text``: the stripped question, then ``Answer:``; no choices."""
+    return f"Question: {question.question.strip()}\nAnswer:"
+
+
+def mmlu_cloze_continuations(question: MMLUQuestion) -> list[str]:
+    """The scored continuations: each answer text after the harness's target delimiter " "."""
+    return [f" {choice}" for choice in question.choices]
+
+
+def mmlu_cloze_prompt(question: MMLUQuestion, shots: Sequence[MMLUQuestion]) -> str:
+    """Description, each shot with its gold answer text (``" <text>\n\n"``), then the open question."""
+    answered = "".join(f"{mmlu_cloze_question(shot)} {shot.choices[LETTERS.index(shot.answer)]}\n\n"
+                       for shot in shots)
+    return mmlu_cloze_header(question.subject) + answered + mmlu_cloze_question(question)
+
+
 @functools.lru_cache(maxsize=None)
 def _cached_shots(subject: str, k: int, data_dir: Path | None) -> tuple[MMLUQuestion, ...]:
     """Dev shots per (subject, k): 14042 prompts would otherwise re-read the dev CSV every time."""
@@ -103,6 +131,14 @@ def mmlu_kshot_prompt(question: MMLUQuestion, *, shots: int = MAX_MMLU_SHOTS, he
     if not 0 <= shots <= MAX_MMLU_SHOTS:
         raise ConfigError(f"MMLU shots={shots}: must be 0..{MAX_MMLU_SHOTS} (the dev split has 5 per subject).")
     return mmlu_prompt(question, _cached_shots(question.subject, shots, data_dir), header)
+
+
+def mmlu_cloze_kshot_prompt(question: MMLUQuestion, *, shots: int = MAX_MMLU_SHOTS,
+                            data_dir: Path | None = None) -> str:
+    """``mmlu_cloze_prompt`` with the first ``shots`` dev questions of the question's own subject."""
+    if not 0 <= shots <= MAX_MMLU_SHOTS:
+        raise ConfigError(f"MMLU shots={shots}: must be 0..{MAX_MMLU_SHOTS} (the dev split has 5 per subject).")
+    return mmlu_cloze_prompt(question, _cached_shots(question.subject, shots, data_dir))
 
 
 # ------------------------------------------------------------------------------------------- Spider
@@ -226,10 +262,24 @@ def _mmlu_template(shots: int, header: Header) -> Template:
     )
 
 
+def _mmlu_cloze_template(shots: int) -> Template:
+    return Template(
+        name=mmlu_cloze_template_name(shots),
+        item_type=MMLUQuestion,
+        build=lambda item, tokenizer, data_dir: mmlu_cloze_kshot_prompt(item, shots=shots, data_dir=data_dir),
+        description=f"MMLU cloze (mmlu_continuation), {shots} dev shots in file order, answer texts scored",
+    )
+
+
+def mmlu_cloze_template_name(shots: int) -> str:
+    return f"mmlu-cloze-{shots}shot"
+
+
 TEMPLATES: dict[str, Template] = {
     t.name: t
     for t in (
         *(_mmlu_template(k, header) for header in ("harness", "hendrycks") for k in range(MAX_MMLU_SHOTS + 1)),
+        *(_mmlu_cloze_template(k) for k in range(MAX_MMLU_SHOTS + 1)),
         Template(
             name="spider-chat",
             item_type=SpiderExample,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +28,8 @@ class Layout:
 
     ``role`` is ``target`` for the skill fine-tuning trains (Spider) and ``retention`` for what it may
     cost (MMLU, a user's own multiple-choice file): the trade-off plot draws targets against retentions.
-    ``choices`` marks multiple-choice suites, whose predicted answer positions are counted.
+    ``choices`` marks multiple-choice suites, whose predicted answer positions are counted and whose
+    figures are checked against chance; ``chance_fix`` is the advice when they are at chance.
     """
 
     title: str
@@ -39,6 +40,7 @@ class Layout:
     clustered: bool = False
     role: str = "retention"
     choices: bool = False
+    chance_fix: str = "use a larger model"
 
     def label(self, group: str) -> str:
         return self.group_labels.get(group, group)
@@ -51,7 +53,10 @@ class CaseRecord:
     ``status`` is ``scored`` (the metric ran: ``score``, ``passed``, ``outcome`` are set), ``skipped``
     (``reason`` says why, e.g. a missing database) or ``error`` (inference or scoring crashed, or the
     example itself is broken). ``output`` is the raw generation and ``logprobs`` the choice log-likelihoods;
-    ``extracted`` is what the metric read from them (the SQL statement, the answer letter).
+    ``extracted`` is what the metric read from them (the SQL statement, the answer letter) and ``expected``
+    the gold answer (a multiple-choice letter). ``secondary`` holds other per-example scores the suite
+    reports beside its main one (e.g. the cloze format's ``acc`` and ``acc_norm``), aggregated the same
+    way; ``details`` is the metric's evidence (e.g. the answer texts' lengths), stored as is.
     """
 
     suite: str
@@ -68,6 +73,9 @@ class CaseRecord:
     output: str | None = None
     logprobs: tuple[float, ...] | None = None
     reason: str | None = None
+    expected: str | None = None
+    secondary: dict[str, float] | None = None
+    details: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CaseRecord:
@@ -121,6 +129,10 @@ class SuiteSummary:
     macro: dict[str, Estimate] = field(default_factory=dict)  # mean of cluster scores, per variant
     outcomes: dict[str, dict[str, int]] = field(default_factory=dict)  # per variant
     predicted: dict[str, dict[str, int]] = field(default_factory=dict)  # answer positions, choice suites
+    expected: dict[str, dict[str, int]] = field(default_factory=dict)  # gold positions, choice suites
+    secondary: dict[str, dict[str, Figures]] = field(default_factory=dict)  # metric -> variant -> scores
+    secondary_deltas: dict[str, dict[str, Figures]] = field(default_factory=dict)  # metric -> adapter -> deltas
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def groups(self) -> list[str]:
@@ -150,9 +162,20 @@ class Summary:
         return None if figures is None else figures.get(label)
 
 
-def _scores(records: Sequence[CaseRecord], clustered: bool, confidence: float) -> Figures:
+Value = Callable[[CaseRecord], float]
+
+
+def _main_score(record: CaseRecord) -> float:
+    return float(record.score or 0.0)
+
+
+def _secondary(metric: str) -> Value:
+    return lambda record: (record.secondary or {})[metric]
+
+
+def _scores(records: Sequence[CaseRecord], clustered: bool, confidence: float, value: Value = _main_score) -> Figures:
     def estimate(rows: Sequence[CaseRecord]) -> Estimate:
-        return mean_ci([r.score for r in rows], [r.cluster for r in rows] if clustered else None, confidence)
+        return mean_ci([value(r) for r in rows], [r.cluster for r in rows] if clustered else None, confidence)
 
     return Figures(
         overall=estimate(records),
@@ -161,7 +184,8 @@ def _scores(records: Sequence[CaseRecord], clustered: bool, confidence: float) -
     )
 
 
-def _deltas(base: Sequence[CaseRecord], other: Sequence[CaseRecord], clustered: bool, confidence: float) -> Figures | None:
+def _deltas(base: Sequence[CaseRecord], other: Sequence[CaseRecord], clustered: bool, confidence: float,
+            value: Value = _main_score) -> Figures | None:
     """Paired deltas on the items both variants scored (base order)."""
     by_id = {r.id: r for r in other}
     pairs = [(b, by_id[b.id]) for b in base if b.id in by_id]
@@ -169,7 +193,7 @@ def _deltas(base: Sequence[CaseRecord], other: Sequence[CaseRecord], clustered: 
         return None
 
     def delta(rows: Sequence[tuple[CaseRecord, CaseRecord]]) -> PairedDelta:
-        return paired_delta([b.score for b, _ in rows], [o.score for _, o in rows],
+        return paired_delta([value(b) for b, _ in rows], [value(o) for _, o in rows],
                             [b.cluster for b, _ in rows] if clustered else None, confidence)
 
     return Figures(
@@ -192,6 +216,30 @@ def _counts(records: Iterable[CaseRecord]) -> Counts:
 def _macro(figures: Figures, confidence: float) -> Estimate:
     """The mean of cluster scores; its CI treats the clusters as the sample (a t interval over one value each)."""
     return mean_ci([e.mean for e in figures.clusters.values()], None, confidence)
+
+
+def _chance_warnings(suite: str, layout: Layout, scored: Mapping[str, Sequence[CaseRecord]],
+                     scores: Mapping[str, Figures], confidence: float) -> list[str]:
+    """Say when a multiple-choice variant is indistinguishable from guessing, or answers one position
+    most of the time: its deltas then measure a shift in guessing, not knowledge."""
+    warnings = []
+    for variant, rows in scored.items():
+        sized = [r for r in rows if r.logprobs]
+        if not sized or variant not in scores:
+            continue
+        chance = sum(1 / len(r.logprobs or ()) for r in sized) / len(sized)
+        figure = scores[variant].overall
+        if figure.lo <= chance <= figure.hi:
+            warnings.append(f"{suite} {variant}: {figure.mean:.1%} [{figure.lo:.1%}, {figure.hi:.1%}] "
+                            f"({confidence:.0%} CI, n={figure.n}) includes chance ({chance:.1%}): this score cannot "
+                            f"tell knowledge from guessing. Fix: {layout.chance_fix}.")
+        position, count = Counter(r.extracted for r in rows).most_common(1)[0]
+        if count > len(rows) / 2:
+            gold = sum(r.expected == position for r in rows) / len(rows)
+            warnings.append(f"{suite} {variant}: answers {position} for {count / len(rows):.0%} of {len(rows)} "
+                            f"questions ({position} is right for {gold:.0%}): a position bias, so its deltas may "
+                            f"measure a shift in that bias, not in knowledge. Fix: {layout.chance_fix}.")
+    return warnings
 
 
 def sort_records(records: Iterable[CaseRecord], variants: Sequence[str]) -> list[CaseRecord]:
@@ -218,6 +266,13 @@ def summarize(records: Iterable[CaseRecord], variants: Sequence[str], layouts: M
                 figures = _deltas(scored[BASE], scored[adapter], layout.clustered, confidence)
                 if figures is not None:
                     deltas[adapter] = figures
+        metrics = sorted({m for rs in scored.values() for r in rs for m in (r.secondary or {})})
+        secondary = {m: {v: _scores(rs, layout.clustered, confidence, _secondary(m)) for v, rs in scored.items() if rs}
+                     for m in metrics}
+        secondary_deltas = {m: {a: f for a in variants if a != BASE and scored.get(BASE) and scored.get(a)
+                                and (f := _deltas(scored[BASE], scored[a], layout.clustered, confidence,
+                                                  _secondary(m))) is not None}
+                            for m in metrics}
         suites[suite] = SuiteSummary(
             suite, templates.get(suite, ""), layout,
             counts={v: _counts(rs) for v, rs in by_variant.items() if rs},
@@ -226,5 +281,9 @@ def summarize(records: Iterable[CaseRecord], variants: Sequence[str], layouts: M
             outcomes={v: dict(sorted(Counter(r.outcome for r in rs).items())) for v, rs in scored.items() if rs},
             predicted={v: dict(sorted(Counter(r.extracted or "unparseable" for r in rs).items()))
                        for v, rs in scored.items() if rs and layout.choices},
+            expected={v: dict(sorted(Counter(r.expected for r in rs if r.expected).items()))
+                      for v, rs in scored.items() if rs and layout.choices},
+            secondary=secondary, secondary_deltas=secondary_deltas,
+            warnings=_chance_warnings(suite, layout, scored, scores, confidence) if layout.choices else [],
         )
     return Summary(list(variants), suites, confidence)

@@ -13,6 +13,11 @@ answer is C", "Answer: (C)"), the text of exactly one choice, or a single parent
 none applies the outcome is ``unparseable``: it scores 0, is counted in :class:`MMLUSummary` and shown
 in the reason, and is never silently read as some letter.
 
+**Cloze cases** (the harness's ``mmlu_continuation``) score the answer texts themselves; their metadata
+carries ``lengths``, each answer text's length in characters, and the metric then also computes the
+harness's ``acc_norm``: the argmax of log-likelihood divided by length. ``MMLUAccuracy(by="acc_norm")``
+scores that one; both predictions are kept in the measurement.
+
 The same metric scores any multiple-choice question with two or more choices (a user's own file): the
 letters are A, B, C, ... up to the number of choices. Aggregation (micro and macro accuracy, predicted
 positions) is :mod:`evalkit.summary`'s, as for every suite.
@@ -34,6 +39,7 @@ from evalkit.errors import ConfigError, DataError
 from evalkit.metrics.measured import Measurement, MeasuredMetric
 
 Mode = Literal["loglikelihood", "generative"]
+ScoredBy = Literal["acc", "acc_norm"]
 Outcome = Literal["correct", "wrong", "unparseable"]
 LETTERS_ANY = string.ascii_uppercase  # a question's letters: the first len(choices) of these
 
@@ -112,10 +118,13 @@ def mmlu_test_case(
     logprobs: Sequence[float] | None = None,
     output: str | None = None,
     template: str = "",
+    cloze: bool = False,
 ) -> LLMTestCase:
-    """The DeepEval test case for one MMLU question (see :func:`choice_test_case`)."""
+    """The DeepEval test case for one MMLU question (see :func:`choice_test_case`); ``cloze`` when the
+    log-likelihoods are of the answer texts (the lengths for ``acc_norm`` are then recorded)."""
     return choice_test_case(question.id, prompt, question.answer, question.choices, logprobs=logprobs, output=output,
-                            template=template, subject=question.subject, category=question.category)
+                            template=template, subject=question.subject, category=question.category,
+                            lengths=[len(c) for c in question.choices] if cloze else None)
 
 
 def choice_test_case(
@@ -129,6 +138,7 @@ def choice_test_case(
     template: str = "",
     subject: str | None = None,
     category: str | None = None,
+    lengths: Sequence[int] | None = None,
 ) -> LLMTestCase:
     """The DeepEval test case for one multiple-choice question: the prompt as input, the gold letter as
     expected output, and in metadata what the metric and the reports need (log-probs, choices, subject)."""
@@ -136,6 +146,8 @@ def choice_test_case(
                                 "choices": list(choices), "template": template}
     if logprobs is not None:
         metadata["logprobs"] = [float(x) for x in logprobs]
+    if lengths is not None:
+        metadata["lengths"] = [int(x) for x in lengths]
     return LLMTestCase(input=prompt, actual_output=output, expected_output=answer, metadata=metadata, name=case_id)
 
 
@@ -177,15 +189,34 @@ def _choice_logprobs(test_case: LLMTestCase, letters: str) -> tuple[float, ...]:
     return values
 
 
+def _lengths(test_case: LLMTestCase, letters: str) -> tuple[int, ...] | None:
+    raw = (test_case.metadata or {}).get("lengths")
+    if raw is None:
+        return None
+    if len(raw) != len(letters) or not all(isinstance(x, int) and x > 0 for x in raw):
+        raise DataError(f"{_where(test_case)}: metadata['lengths'] must hold the {len(letters)} answer texts' "
+                        f"lengths in characters (positive integers), got {raw!r}. Fix: build the case with "
+                        "mmlu_test_case(..., cloze=True).")
+    return tuple(raw)
+
+
+def argmax(values: Sequence[float]) -> int:
+    """The first index of the largest value, as ``numpy.argmax`` breaks ties."""
+    return max(range(len(values)), key=lambda i: (values[i], -i))
+
+
 @dataclass(frozen=True)
 class ChoiceVerdict:
-    """What the metric read: the predicted letter (None when unparseable), the gold, and the evidence."""
+    """What the metric read: the predicted letter (None when unparseable), the gold, and the evidence;
+    ``predictions`` holds each computed rule's letter (``acc``, and ``acc_norm`` for cloze cases)."""
 
     predicted: str | None
     gold: str
     outcome: Outcome
     logprobs: tuple[float, ...] | None = None
     extraction: Extraction | None = None
+    lengths: tuple[int, ...] | None = None
+    predictions: dict[str, str] | None = None
 
 
 class MMLUAccuracy(MeasuredMetric):
@@ -197,23 +228,36 @@ class MMLUAccuracy(MeasuredMetric):
     """
 
     def __init__(self, mode: Mode = "loglikelihood", threshold: float = 1.0,
-                 measurement: Measurement | None = None):
+                 measurement: Measurement | None = None, by: ScoredBy = "acc"):
         if mode not in ("loglikelihood", "generative"):
             raise ConfigError(f"MMLUAccuracy mode {mode!r}: use 'loglikelihood' (default) or 'generative'.")
+        if by not in ("acc", "acc_norm"):
+            raise ConfigError(f"MMLUAccuracy by={by!r}: use 'acc' (summed log-likelihood) or 'acc_norm' (per character).")
         super().__init__(threshold, measurement)
         self.mode = mode
+        self.by = by
 
     def compute(self, test_case: LLMTestCase) -> tuple[float, str, ChoiceVerdict]:
         letters = _letters(test_case)
         gold = _gold_letter(test_case, letters)
-        logprobs, extraction = None, None
+        logprobs, extraction, lengths, predictions = None, None, None, None
         if self.mode == "loglikelihood":
             logprobs = _choice_logprobs(test_case, letters)
-            best = max(logprobs)
-            predicted: str | None = letters[logprobs.index(best)]
+            lengths = _lengths(test_case, letters)
+            if self.by == "acc_norm" and lengths is None:
+                raise DataError(f"{_where(test_case)}: acc_norm needs the answer texts' lengths. Fix: score a cloze "
+                                "case (mmlu_test_case(..., cloze=True)) or use by='acc'.")
+            predictions = {"acc": letters[argmax(logprobs)]}
+            if lengths is not None:
+                predictions["acc_norm"] = letters[argmax([lp / n for lp, n in zip(logprobs, lengths)])]
+            predicted: str | None = predictions[self.by]
             shown = ", ".join(f"{letter} {lp:.4f}" for letter, lp in zip(letters, logprobs))
-            tie = " (tie, earlier letter taken)" if logprobs.count(best) > 1 else ""
+            values = list(logprobs) if self.by == "acc" else [lp / n for lp, n in zip(logprobs, lengths or ())]
+            tie = " (tie, earlier letter taken)" if values.count(max(values)) > 1 else ""
             evidence = f"log-probs {shown}{tie}"
+            if lengths is not None:
+                evidence += f"; lengths {', '.join(map(str, lengths))}; scored by {self.by}, " + ", ".join(
+                    f"{rule} predicts {letter}" for rule, letter in predictions.items())
         else:
             output = test_case.actual_output or ""
             extraction = extract_answer(output, (test_case.metadata or {}).get("choices"))
@@ -225,7 +269,7 @@ class MMLUAccuracy(MeasuredMetric):
         else:
             outcome = "correct" if predicted == gold else "wrong"
             reason = f"predicted {predicted}, gold {gold}; {evidence}"
-        verdict = ChoiceVerdict(predicted, gold, outcome, logprobs, extraction)
+        verdict = ChoiceVerdict(predicted, gold, outcome, logprobs, extraction, lengths, predictions)
         return (1.0 if outcome == "correct" else 0.0), reason, verdict
 
     def _field(self, name: str) -> Any:
@@ -250,6 +294,14 @@ class MMLUAccuracy(MeasuredMetric):
     @property
     def extraction(self) -> Extraction | None:
         return self._field("extraction")
+
+    @property
+    def predictions(self) -> dict[str, str] | None:
+        return self._field("predictions")
+
+    @property
+    def lengths(self) -> tuple[int, ...] | None:
+        return self._field("lengths")
 
     @property
     def __name__(self) -> str:

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evalkit.report.text import counts_line, suite_caption, suite_rows, suite_title
+from evalkit.report.text import counts_line, positions_rows, suite_caption, suite_rows, suite_title, warnings
 from evalkit.summary import ALL, CaseRecord, Figures, Summary
 
 if TYPE_CHECKING:
@@ -49,6 +49,11 @@ def to_json(summary: Summary, gates: Sequence[GateResult], meta: Mapping[str, An
             "deltas": {a: _figures_json(f) for a, f in s.deltas.items()},
             "outcomes": s.outcomes,
             "predicted": s.predicted,
+            "expected": s.expected,
+            "secondary": {m: {v: _figures_json(f) for v, f in scores.items()} for m, scores in s.secondary.items()},
+            "secondary_deltas": {m: {a: _figures_json(f) for a, f in deltas.items()}
+                                 for m, deltas in s.secondary_deltas.items()},
+            "warnings": s.warnings,
         }
     return {"format": JSON_FORMAT, **clean(dict(meta)), "confidence": summary.confidence,
             "variants": summary.variants, "suites": suites, "gates": [clean(g) for g in gates]}
@@ -72,14 +77,17 @@ def to_markdown(summary: Summary, gates: Sequence[GateResult], meta: Mapping[str
         header, rows = suite_rows(summary, suite)
         parts += [f"## {suite_title(summary, suite)}", "", _md_table(header, rows), "",
                   f"_{suite_caption(summary, suite)}._", "", f"Counts: {counts_line(summary, suite)}.", ""]
+        if summary.suites[suite].predicted:
+            parts += ["Answer positions, predicted vs gold:", "", _md_table(*positions_rows(summary, suite)), ""]
     if gates:
         parts += ["## Regression gates", "", gates[0].policy, "",
                   _md_table(["gate", "figure", "evidence", "verdict"],
                             [[g.label, g.figure_text, g.evidence, f"**{g.verdict}**"] for g in gates]), ""]
-        warnings = [g.power_warning for g in gates if g.power_warning]
-        parts += [f"- Warning: {w}" for w in warnings] + ([""] if warnings else [])
-    if meta.get("warnings"):
-        parts += ["## Warnings", "", *(f"- {w}" for w in meta["warnings"]), ""]
+        power = [g.power_warning for g in gates if g.power_warning]
+        parts += [f"- Warning: {w}" for w in power] + ([""] if power else [])
+    every = [*warnings(summary), *meta.get("warnings", [])]
+    if every:
+        parts += ["## Warnings", "", *(f"- {w}" for w in every), ""]
     return "\n".join(parts)
 
 

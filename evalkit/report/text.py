@@ -47,7 +47,26 @@ def suite_rows(summary: Summary, suite: str) -> tuple[list[str], list[list[str]]
         shown = ALL if label == ALL else s.layout.label(label)
         rows.append([shown, *(fmt_score(s.scores[v].get(label)) for v in variants),
                      *(fmt_delta(s.deltas[a].get(label)) for a in adapters)])
+    for metric, scores in s.secondary.items():  # e.g. cloze acc and acc_norm, whichever is scored above
+        deltas = s.secondary_deltas.get(metric, {})
+        rows.append([f"{ALL} ({metric})", *(fmt_score(scores[v].overall if v in scores else None) for v in variants),
+                     *(fmt_delta(deltas[a].overall if a in deltas else None) for a in adapters)])
     return header, rows
+
+
+def positions_rows(summary: Summary, suite: str) -> tuple[list[str], list[list[str]]]:
+    """A multiple-choice suite's predicted answer positions per variant beside the gold positions."""
+    s = summary.suites[suite]
+    variants = [v for v in summary.variants if v in s.predicted]
+    positions = sorted({p for counts in [*s.predicted.values(), *s.expected.values()] for p in counts})
+
+    def share(counts: dict[str, int], position: str) -> str:
+        total = sum(counts.values())
+        return f"{counts.get(position, 0) / total:.1%}" if total else "-"
+
+    gold = s.expected.get(variants[0], {}) if variants else {}
+    return (["answer", "gold", *(f"{v} predicted" for v in variants)],
+            [[p, share(gold, p), *(share(s.predicted[v], p) for v in variants)] for p in positions])
 
 
 def counts_line(summary: Summary, suite: str) -> str:
@@ -75,6 +94,11 @@ def suite_caption(summary: Summary, suite: str) -> str:
 def suite_title(summary: Summary, suite: str) -> str:
     s = summary.suites[suite]
     return f"{s.layout.title} ({s.template})"
+
+
+def warnings(summary: Summary) -> list[str]:
+    """Every suite's warnings (chance, position bias), in suite order."""
+    return [w for s in summary.suites.values() for w in s.warnings]
 
 
 def render_tables(summary: Summary, gates: Sequence[GateResult] = ()) -> list[Table]:
@@ -105,6 +129,7 @@ def render_tables(summary: Summary, gates: Sequence[GateResult] = ()) -> list[Ta
 def render_text(summary: Summary, gates: Sequence[GateResult] = (), *, width: int = 120, color: bool = False) -> str:
     """The rich tables and the count lines as text for a terminal (ANSI colours when ``color``)."""
     from rich.console import Console
+    from rich.text import Text
 
     buffer = io.StringIO()
     console = Console(file=buffer, width=width, force_terminal=color, no_color=not color, highlight=False)
@@ -112,4 +137,6 @@ def render_text(summary: Summary, gates: Sequence[GateResult] = (), *, width: in
         console.print(table)
     for suite in summary.suites:
         console.print(f"{suite}: {counts_line(summary, suite)}", soft_wrap=True)
+    for warning in warnings(summary):
+        console.print(Text(f"Warning: {warning}", style="yellow"), soft_wrap=True)
     return buffer.getvalue()

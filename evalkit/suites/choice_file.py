@@ -123,7 +123,7 @@ class ChoiceFileSuite(Suite):
         metric = MMLUAccuracy()
         metric.measure(case)
         return Scored(case, metric, "scored", dict(outcome=metric.outcome, extracted=metric.predicted,
-                                                   logprobs=tuple(metric.logprobs)))
+                                                   expected=metric.gold, logprobs=tuple(metric.logprobs)))
 
 
 def parse_suite_spec(spec: str) -> ChoiceFileSuite:

@@ -1,7 +1,14 @@
-"""MMLU test questions, scored by the log-likelihood of the answer letters: what a fine-tune may cost."""
+"""MMLU test questions, scored by log-likelihood: what a fine-tune may cost.
+
+Two formats, both as lm-evaluation-harness builds them: ``letters`` (task ``mmlu``: lettered choices, the
+answer letters " A".." D" scored) and ``cloze`` (task ``mmlu_continuation``: the answer texts scored,
+for small models that answer letters at chance). Cloze reports the harness's ``acc`` and ``acc_norm``
+(per-character) and scores the one ``--mmlu-cloze-metric`` names.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,6 +18,8 @@ from evalkit.suites.base import Example, LogLikelihoods, Scored, Setting, Suite,
 from evalkit.summary import Layout
 
 SCHEMES = ("hendrycks", "lm-eval")
+FORMATS = ("letters", "cloze")
+CLOZE_METRICS = ("acc_norm", "acc")
 
 
 class MMLUSuite(Suite):
@@ -21,12 +30,16 @@ class MMLUSuite(Suite):
 
     name = "mmlu"
     layout = Layout(title="MMLU accuracy", group_title="category", cluster_title="subject",
-                    groups=tuple(CATEGORY_LABELS), group_labels=CATEGORY_LABELS, clustered=True, choices=True)
+                    groups=tuple(CATEGORY_LABELS), group_labels=CATEGORY_LABELS, clustered=True, choices=True,
+                    chance_fix="score the answer text with --mmlu-format=cloze, or use a larger model")
     settings = (
         Setting("shots", "MMLU dev shots per prompt, 0-5", "5"),
         Setting("sample", "MMLU questions sampled per subject, or 'all'", "5"),
         Setting("subjects", "comma-separated MMLU subjects (default: all 57)", ""),
         Setting("categories", "category scheme: hendrycks or lm-eval (anatomy is STEM there)", "hendrycks"),
+        Setting("format", "letters (score the answer letter) or cloze (score the answer text; for small models)",
+                "letters"),
+        Setting("cloze_metric", "cloze score: acc_norm (log-likelihood per character) or acc (summed)", "acc_norm"),
     )
     request = LogLikelihoods()
     markers = {"stem": "MMLU STEM subjects", "humanities": "MMLU humanities subjects",
@@ -45,10 +58,21 @@ class MMLUSuite(Suite):
                               "Fix: use names such as abstract_algebra (see docs/metrics.md for all 57).")
         if self.values["categories"] not in SCHEMES:
             raise ConfigError(f"{self.flag('categories')} {self.values['categories']!r}: use one of {', '.join(SCHEMES)}.")
+        self.format = self.values["format"]
+        if self.format not in FORMATS:
+            raise ConfigError(f"{self.flag('format')} {self.format!r}: use letters or cloze.")
+        self.cloze_metric = self.values["cloze_metric"]
+        if self.cloze_metric not in CLOZE_METRICS:
+            raise ConfigError(f"{self.flag('cloze_metric')} {self.cloze_metric!r}: use acc_norm or acc.")
+        if self.format == "cloze":
+            self.layout = dataclasses.replace(MMLUSuite.layout, title=f"MMLU cloze {self.cloze_metric}",
+                                              chance_fix="use a larger model")
 
     @property
     def template(self) -> str:
-        return f"mmlu-{self.shots}shot"
+        from evalkit.prompts import mmlu_cloze_template_name
+
+        return mmlu_cloze_template_name(self.shots) if self.format == "cloze" else f"mmlu-{self.shots}shot"
 
     @property
     def sample(self) -> int | None:
@@ -69,20 +93,37 @@ class MMLUSuite(Suite):
         return checksum("test", self.data_dir)
 
     def prompt(self, example: Example, tokenizer: Any) -> str:
-        from evalkit.prompts import mmlu_kshot_prompt
+        from evalkit.prompts import mmlu_cloze_kshot_prompt, mmlu_kshot_prompt
 
-        return mmlu_kshot_prompt(example.data, shots=self.shots, data_dir=self.data_dir)
+        build = mmlu_cloze_kshot_prompt if self.format == "cloze" else mmlu_kshot_prompt
+        return build(example.data, shots=self.shots, data_dir=self.data_dir)
 
     def continuations(self, example: Example) -> list[str]:
-        from evalkit.prompts import MMLU_CONTINUATIONS
+        from evalkit.prompts import MMLU_CONTINUATIONS, mmlu_cloze_continuations
 
-        return list(MMLU_CONTINUATIONS)
+        return mmlu_cloze_continuations(example.data) if self.format == "cloze" else list(MMLU_CONTINUATIONS)
 
     def score(self, example: Example, prompt: str, output: Any) -> Scored:
         from evalkit.metrics.mmlu_accuracy import MMLUAccuracy, mmlu_test_case
 
-        case = mmlu_test_case(example.data, prompt, logprobs=output, template=self.template)
-        metric = MMLUAccuracy()
+        cloze = self.format == "cloze"
+        case = mmlu_test_case(example.data, prompt, logprobs=output, template=self.template, cloze=cloze)
+        metric = MMLUAccuracy(by=self.cloze_metric if cloze else "acc")
         metric.measure(case)
-        return Scored(case, metric, "scored", dict(outcome=metric.outcome, extracted=metric.predicted,
-                                                   logprobs=tuple(metric.logprobs)))
+        fields: dict[str, Any] = dict(outcome=metric.outcome, extracted=metric.predicted, expected=metric.gold,
+                                      logprobs=tuple(metric.logprobs))
+        if cloze:
+            predictions = metric.predictions or {}
+            fields["secondary"] = {rule: float(letter == metric.gold) for rule, letter in predictions.items()}
+            fields["details"] = {"lengths": list(metric.lengths or ()), "predictions": predictions}
+        return Scored(case, metric, "scored", fields)
+
+    def describe(self) -> dict[str, Any]:
+        described = super().describe()
+        if self.format != "cloze":
+            described.pop("cloze_metric")
+        return described
+
+    def comparable(self) -> dict[str, Any]:
+        scored_by = {"scored by": self.cloze_metric} if self.format == "cloze" else {}
+        return {**super().comparable(), **scored_by}

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import pytest
 from deepeval import assert_test
 
 from evalkit.data.mmlu import LETTERS, load_mmlu
-from evalkit.errors import DataError
+from evalkit.errors import ConfigError, DataError
 from evalkit.metrics.mmlu_accuracy import Extraction, MMLUAccuracy, extract_answer, mmlu_test_case
 from evalkit.suites.mmlu import MMLUSuite
 from evalkit.summary import CaseRecord, summarize
@@ -104,6 +105,40 @@ def test_generative_mode_scores_text_and_counts_unparseable(histones):
     assert metric.reason.startswith("unparseable: no answer letter found (gold D)")
 
 
+def test_cloze_case_scores_acc_and_acc_norm_as_the_harness(histones):
+    """Lengths 6, 13, 11, 8 (Lipids, Carbohydrates, Nucleotides, Proteins): the summed log-likelihood favours
+    the short 'Lipids', per character the long 'Carbohydrates'; both predictions are kept."""
+    logprobs = [-6.0, -9.1, -12.0, -9.0]
+    case = mmlu_test_case(histones, "p", logprobs=logprobs, cloze=True)
+    assert case.metadata["lengths"] == [6, 13, 11, 8]
+    by_acc, by_norm = MMLUAccuracy(), MMLUAccuracy(by="acc_norm")
+    assert by_acc.measure(case) == 0.0 and by_acc.predicted == "A"
+    assert by_norm.measure(case) == 0.0 and by_norm.predicted == "B"
+    assert by_norm.predictions == by_acc.predictions == {"acc": "A", "acc_norm": "B"}
+    assert by_norm.lengths == (6, 13, 11, 8)
+    assert "lengths 6, 13, 11, 8; scored by acc_norm, acc predicts A, acc_norm predicts B" in by_norm.reason
+    right = mmlu_test_case(histones, "p", logprobs=[-6.0, -13.0, -11.0, -1.0], cloze=True)
+    assert by_norm.measure(right) == 1.0 and by_norm.predictions == {"acc": "D", "acc_norm": "D"}
+
+
+def test_cloze_ties_go_to_the_first_choice_as_numpy_argmax(histones):
+    import numpy as np
+
+    logprobs = [-6.0, -13.0, -22.0, -16.0]  # per character: A and B tie at -1.0, C and D -2.0
+    case = mmlu_test_case(histones, "p", logprobs=logprobs, cloze=True)
+    metric = MMLUAccuracy(by="acc_norm")
+    metric.measure(case)
+    assert metric.predicted == "ABCD"[int(np.argmax(np.array(logprobs) / np.array([6.0, 13.0, 11.0, 8.0])))] == "A"
+    assert "tie, earlier letter taken" in metric.reason
+
+
+def test_acc_norm_needs_a_cloze_case(histones):
+    with pytest.raises(DataError, match="acc_norm needs the answer texts' lengths"):
+        MMLUAccuracy(by="acc_norm").measure(mmlu_test_case(histones, "p", logprobs=[-1.0, -2.0, -3.0, -4.0]))
+    with pytest.raises(ConfigError, match="use 'acc'"):
+        MMLUAccuracy(by="norm")
+
+
 def always_a_records(questions, variant="base"):
     """Records of a predictor that always answers 'A' (the first question: unparseable)."""
     rows = []
@@ -139,6 +174,39 @@ def test_summary_of_known_answers_on_real_questions():
         "humanities": len(per_subject["philosophy"]), "social_sciences": len(per_subject["sociology"])}
     assert s.predicted["base"] == {"A": len(questions) - 1, "unparseable": 1}
     assert s.outcomes["base"]["unparseable"] == 1
+
+
+def test_chance_and_position_bias_warnings_name_the_variant_and_the_fix():
+    """On real questions: a variant that knows the answers gets no warning; one right on every 4th question,
+    spreading its answers, is at chance; one always answering 'A' (18% here, below chance) is position-biased.
+    The letters format's advice is the cloze format."""
+    questions = load_mmlu("test", subjects=["anatomy", "astronomy"])
+
+    def variant(name, pick):
+        rows = []
+        for index, q in enumerate(questions):
+            letter = pick(index, q)
+            rows.append(CaseRecord("mmlu", name, q.id, q.category, q.subject, "mmlu-5shot", "scored",
+                                   score=float(letter == q.answer), passed=letter == q.answer, extracted=letter,
+                                   expected=q.answer, logprobs=(-1.0, -2.0, -3.0, -4.0)))
+        return rows
+
+    def wrong(q):
+        return LETTERS[(LETTERS.index(q.answer) + 1) % 4]
+
+    records = (variant("base", lambda i, q: q.answer) + variant("guess", lambda i, q: q.answer if i % 4 == 0 else wrong(q))
+               + variant("always_a", lambda i, q: "A"))
+    suite = MMLUSuite({"format": "letters"}, None)
+    s = summarize(records, ["base", "guess", "always_a"], {"mmlu": suite.layout}, {"mmlu": suite.template}).suites["mmlu"]
+    assert [w.split(":")[0] for w in s.warnings] == ["mmlu guess", "mmlu always_a"]
+    chance, bias = s.warnings
+    assert "includes chance (25.0%): this score cannot tell knowledge from guessing" in chance
+    assert chance.endswith("Fix: score the answer text with --mmlu-format=cloze, or use a larger model.")
+    share = sum(q.answer == "A" for q in questions) / len(questions)
+    assert f"answers A for 100% of {len(questions)} questions (A is right for {share:.0%}): a position bias" in bias
+    assert s.expected["base"] == dict(sorted(Counter(q.answer for q in questions).items()))
+    cloze = MMLUSuite({"format": "cloze"}, None)
+    assert cloze.layout.chance_fix == "use a larger model" and cloze.template == "mmlu-cloze-5shot"
 
 
 def test_assert_test_replays_the_measurement_instead_of_measuring_again(histones, monkeypatch):

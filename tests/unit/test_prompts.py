@@ -12,6 +12,8 @@ from evalkit.prompts import (
     SPIDER_SYSTEM_PROMPT,
     TEMPLATES,
     build_prompt,
+    mmlu_cloze_continuations,
+    mmlu_cloze_kshot_prompt,
     mmlu_kshot_prompt,
     mmlu_prompt,
     spider_chat_messages,
@@ -88,6 +90,45 @@ def test_mmlu_matches_the_harness_jinja_template_on_whole_subjects():
         context = description + "".join(f"{render(s)} {s.answer}\n\n" for s in shots)
         for question in load_mmlu("test", subjects=[subject]):
             assert mmlu_kshot_prompt(question) == context + render(question), question.id
+
+
+# lm-evaluation-harness 0.4.13's mmlu_continuation, rendered by its own TaskManager (fewshot_context) from a
+# local JSONL copy of the CSV rows (benchmarks/lmeval_agreement.py prepare), copied here as literals.
+HISTONES_CLOZE = "The following are questions (with answers) about nutrition.\n\nQuestion: What are histones?\nAnswer:"
+ABSTRACT_ALGEBRA_0_CLOZE_2SHOT = (
+    "The following are questions (with answers) about abstract algebra.\n\n"
+    "Question: Find all c in Z_3 such that Z_3[x]/(x^2 + c) is a field.\nAnswer: 1\n\n"
+    "Question: Statement 1 | If aH is an element of a factor group, then |aH| divides |a|. Statement 2 | If H and K "
+    "are subgroups of G then HK is a subgroup of G.\nAnswer: False, False\n\n"
+    "Question: Find the degree for the given field extension Q(sqrt(2), sqrt(3), sqrt(18)) over Q.\nAnswer:"
+)
+
+
+def test_mmlu_cloze_exact_text_zero_and_two_shots():
+    histones = mmlu_question("nutrition", 155)
+    assert mmlu_cloze_kshot_prompt(histones, shots=0) == HISTONES_CLOZE
+    assert build_prompt("mmlu-cloze-0shot", histones).text == HISTONES_CLOZE
+    assert mmlu_cloze_continuations(histones) == [" Lipids", " Carbohydrates", " Nucleotides", " Proteins"]
+    question = mmlu_question("abstract_algebra", 0)
+    assert mmlu_cloze_kshot_prompt(question, shots=2) == ABSTRACT_ALGEBRA_0_CLOZE_2SHOT
+    assert build_prompt("mmlu-cloze-2shot", question).text == ABSTRACT_ALGEBRA_0_CLOZE_2SHOT
+    assert mmlu_cloze_continuations(question) == [" 0", " 4", " 2", " 6"]
+
+
+def test_mmlu_cloze_matches_the_harness_jinja_template_on_whole_subjects():
+    """The continuation task's ``doc_to_text`` rendered by Jinja; shots answered with their gold *text*."""
+    jinja2 = pytest.importorskip("jinja2")
+    doc_to_text = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(
+        "Question: {{question.strip()}}\nAnswer:")
+    for subject in ("nutrition", "moral_disputes", "college_mathematics"):
+        shots = load_mmlu("dev", subjects=[subject])
+        description = f"The following are questions (with answers) about {subject.replace('_', ' ')}.\n\n"
+        for k in (0, 5):
+            context = description + "".join(f"{doc_to_text.render(question=s.question)} "
+                                            f"{s.choices['ABCD'.index(s.answer)]}\n\n" for s in shots[:k])
+            for question in load_mmlu("test", subjects=[subject]):
+                assert mmlu_cloze_kshot_prompt(question, shots=k) == context + doc_to_text.render(
+                    question=question.question), question.id
 
 
 def test_mmlu_k_shots_are_a_prefix_chain():

@@ -1,0 +1,117 @@
+"""Compare tradeoff's MMLU cloze predictions with lm-evaluation-harness's, question by question.
+
+lm-evaluation-harness is never a dependency of this project: install it in its own virtual environment
+(docs/benchmarks.md, "Agreement with lm-evaluation-harness"). It cannot reach the Hugging Face hub here,
+so ``prepare`` writes the local MMLU CSV rows as JSONL files and one task YAML per subject that builds
+the harness's ``mmlu_continuation`` prompt from them; ``compare`` reads the harness's ``--log_samples``
+output and tradeoff's ``cases.jsonl`` and prints the agreement.
+
+    python benchmarks/lmeval_agreement.py prepare --subjects global_facts,anatomy --out /tmp/agree
+    <lm-eval venv>/bin/lm_eval --model hf --model_args pretrained=<model folder>,dtype=float32 \
+        --include_path /tmp/agree/tasks --tasks tradeoff_cloze --num_fewshot 0 --device cpu --batch_size 8 \
+        --log_samples --output_path /tmp/agree/lmeval
+    pytest tests/eval --suites=mmlu --mmlu-format=cloze --mmlu-shots=0 --mmlu-sample=all \
+        --mmlu-subjects=global_facts,anatomy --report-dir=/tmp/agree/tradeoff
+    python benchmarks/lmeval_agreement.py compare --out /tmp/agree
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+from evalkit.data.mmlu import LETTERS, load_mmlu
+from evalkit.prompts import mmlu_cloze_header
+
+TASK = """task: tradeoff_cloze_{subject}
+tag: tradeoff_cloze
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {test}
+    dev: {dev}
+output_type: multiple_choice
+test_split: test
+fewshot_split: dev
+fewshot_config:
+  sampler: first_n
+doc_to_text: "Question: {{{{question.strip()}}}}\\nAnswer:"
+doc_to_choice: "{{{{choices}}}}"
+doc_to_target: "{{{{answer}}}}"
+description: {description}
+metric_list:
+  - metric: acc
+  - metric: acc_norm
+"""
+
+
+def prepare(subjects: list[str], out: Path, data_dir: Path | None) -> None:
+    """JSONL copies of the CSV rows (choices kept as strings: "10%" must not become a number) and a task each."""
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    (out / "tasks").mkdir(parents=True, exist_ok=True)
+    for subject in subjects:
+        files = {}
+        for split in ("test", "dev"):
+            path = out / "data" / f"{subject}_{split}.jsonl"
+            rows = load_mmlu(split, data_dir, [subject])
+            path.write_text("".join(json.dumps({"id": q.id, "question": q.question, "choices": list(q.choices),
+                                                "answer": LETTERS.index(q.answer)}) + "\n" for q in rows))
+            files[split] = path
+        (out / "tasks" / f"tradeoff_cloze_{subject}.yaml").write_text(TASK.format(
+            subject=subject, test=files["test"], dev=files["dev"],
+            description=json.dumps(mmlu_cloze_header(subject))))
+    print(f"wrote {len(subjects)} task(s) under {out / 'tasks'}")
+
+
+def _harness_rows(out: Path) -> dict[str, dict]:
+    rows = {}
+    for path in sorted((out / "lmeval").rglob("samples_tradeoff_cloze_*.jsonl")):
+        for line in path.read_text().splitlines():
+            sample = json.loads(line)
+            rows[sample["doc"]["id"]] = sample
+    return rows
+
+
+def compare(out: Path) -> None:
+    ours = {c["id"]: c for c in map(json.loads, (out / "tradeoff" / "cases.jsonl").read_text().splitlines())
+            if c["suite"] == "mmlu" and c["variant"] == "base" and c["status"] == "scored"}
+    theirs = _harness_rows(out)
+    shared = sorted(set(ours) & set(theirs))
+    agree = {"acc": 0, "acc_norm": 0}
+    worst = 0.0
+    for qid in shared:
+        sample, case = theirs[qid], ours[qid]
+        harness_ll = [float(r[0][0]) for r in sample["resps"]]
+        worst = max(worst, *(abs(a - b) for a, b in zip(harness_ll, case["logprobs"])))
+        lengths = [float(len(c)) for c in sample["doc"]["choices"]]
+        harness = {"acc": max(range(4), key=lambda i: (harness_ll[i], -i)),
+                   "acc_norm": max(range(4), key=lambda i: (harness_ll[i] / lengths[i], -i))}
+        for rule in agree:
+            mine = LETTERS.index(case["details"]["predictions"][rule])
+            agree[rule] += mine == harness[rule]
+            if mine != harness[rule]:
+                print(f"{qid} {rule}: tradeoff {LETTERS[mine]}, harness {LETTERS[harness[rule]]}")
+        for rule in agree:  # the harness's own per-sample metric agrees with its argmax
+            assert math.isclose(sample[rule], float(harness[rule] == sample["target"]))
+    print(f"{len(shared)} questions compared ({len(ours)} tradeoff, {len(theirs)} harness): "
+          + ", ".join(f"{rule} argmax agrees on {n}/{len(shared)}" for rule, n in agree.items())
+          + f"; max |Δ log-likelihood| {worst:.2e}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("step", choices=("prepare", "compare"))
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--subjects", default="global_facts,anatomy,abstract_algebra")
+    parser.add_argument("--data-dir", type=Path, default=None)
+    args = parser.parse_args()
+    if args.step == "prepare":
+        prepare([s for s in args.subjects.split(",") if s], args.out, args.data_dir)
+    else:
+        compare(args.out)
+
+
+if __name__ == "__main__":
+    main()
