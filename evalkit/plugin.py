@@ -305,7 +305,27 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.OK
 
 
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+def _scored_record(report: pytest.TestReport) -> dict[str, Any] | None:
+    for name, value in report.user_properties:
+        if name == "tradeoff" and value.get("status") == "scored":
+            return value
+    return None
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
+    """A wrong answer is the data the summary counts, not a defect to list: it reports as ``wrong`` (``w``),
+    so pytest's failure sections and short summary keep to real failures (errors, broken examples) and a
+    full run does not print thousands of FAILED lines over the summary. It still fails the run unless the
+    gates decide."""
+    if report.when == "call" and report.failed and _scored_record(report) is not None:
+        return "wrong", "w", "WRONG"
+    return None
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> Iterator[None]:
+    """The trade-off summary comes last, after pytest's (and DeepEval's) own summaries, so it stays on screen."""
+    yield
     state = config.stash.get(STATE_KEY, None)
     if state is None or state.summary is None:
         return

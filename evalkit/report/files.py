@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from evalkit.report.answer import answer
 from evalkit.report.text import counts_line, positions_rows, suite_caption, suite_rows, suite_title, warnings
 from evalkit.summary import ALL, CaseRecord, Figures, Summary
 
@@ -55,7 +56,7 @@ def to_json(summary: Summary, gates: Sequence[GateResult], meta: Mapping[str, An
                                  for m, deltas in s.secondary_deltas.items()},
             "warnings": s.warnings,
         }
-    return {"format": JSON_FORMAT, **clean(dict(meta)), "confidence": summary.confidence,
+    return {"format": JSON_FORMAT, **clean(dict(meta)), "answer": answer(summary), "confidence": summary.confidence,
             "variants": summary.variants, "suites": suites, "gates": [clean(g) for g in gates]}
 
 
@@ -69,6 +70,8 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def to_markdown(summary: Summary, gates: Sequence[GateResult], meta: Mapping[str, Any]) -> str:
     """A paste-able report: one table per suite, the counts, the gates and the models evaluated."""
     parts = ["# Trade-off report", ""]
+    if answer(summary):
+        parts += ["## The answer", "", *(f"- {line}" for line in answer(summary)), ""]
     models = meta.get("models", {})
     if models:
         parts += ["Models: " + "; ".join(f"`{v}` = {m.get('spec')}" + (f" + {m['adapter']}" if m.get("adapter") else "")

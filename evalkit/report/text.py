@@ -7,6 +7,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from evalkit.report.answer import answer
 from evalkit.stats import Estimate, PairedDelta
 from evalkit.summary import ALL, BASE, Summary
 
@@ -139,4 +140,6 @@ def render_text(summary: Summary, gates: Sequence[GateResult] = (), *, width: in
         console.print(f"{suite}: {counts_line(summary, suite)}", soft_wrap=True)
     for warning in warnings(summary):
         console.print(Text(f"Warning: {warning}", style="yellow"), soft_wrap=True)
+    for line in answer(summary):
+        console.print(Text(f"Answer: {line}", style="bold"), soft_wrap=True)
     return buffer.getvalue()

@@ -129,8 +129,8 @@ def test_summary_counts_files_and_ids(joint, data_dir):
     run_ = joint
     n_spider, n_mmlu = levels_on(SPIDER_DB, data_dir), len(MMLU_SUBJECTS) * MMLU_PER_SUBJECT
     outcomes = run_.result.parseoutcomes()
-    assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == 2 * (n_spider + n_mmlu), run_.out
-    assert "error" not in outcomes and "errors" not in outcomes, run_.out
+    assert outcomes.get("passed", 0) + outcomes.get("wrong", 0) == 2 * (n_spider + n_mmlu), run_.out
+    assert "error" not in outcomes and "errors" not in outcomes and "failed" not in outcomes, run_.out
     run_.result.stdout.fnmatch_lines([f"*test_eval?spider-lora-dev????-{SPIDER_DB}?*",
                                       "*test_eval?mmlu-base-abstract_algebra-????? *"])
     suites = run_.json["suites"]
@@ -156,6 +156,13 @@ def test_summary_counts_files_and_ids(joint, data_dir):
         assert (run_.report_dir / name).stat().st_size > 0
     assert "Δ lora vs base" in (run_.report_dir / "tradeoff.md").read_text()
     assert "tradeoff summary" in run_.out and "Spider execution accuracy" in run_.out
+    # Wrong answers are counted, not listed; the summary and the answer in words come after pytest's own summary.
+    assert outcomes.get("wrong") and "FAILED" not in run_.out and "= FAILURES =" not in run_.out
+    assert run_.out.index("Running teardown with pytest sessionfinish") < run_.out.index("tradeoff summary")
+    answer = next(line for line in run_.result.stdout.lines if line.startswith("Answer: lora vs base: "))
+    assert "Spider execution accuracy" in answer and "MMLU accuracy" in answer
+    assert run_.json["answer"] == [answer.removeprefix("Answer: ")]
+    assert "## The answer" in (run_.report_dir / "tradeoff.md").read_text()
     # Gates that hold: the gates decide the exit status although examples failed.
     assert run_.rc == 0, run_.out
     assert "gates passed" in run_.out and [g["verdict"] for g in run_.json["gates"]] == ["PASS", "PASS"]

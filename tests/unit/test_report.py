@@ -120,3 +120,18 @@ def test_no_adapter_means_no_delta_and_no_plots(tmp_path):
     summary = summarize(records, ["base"], LAYOUTS, TEMPLATES)
     assert summary.suites["spider"].deltas == {}
     assert {p.name for p in write_report(tmp_path, summary, records, [], {})} == {"tradeoff.json", "tradeoff.md", "cases.jsonl"}
+
+
+@pytest.mark.parametrize(("base", "other", "says"), [
+    ([0] * 60 + [1] * 20, [1] * 60 + [1] * 20, "rose 75.0 pp"),
+    ([1] * 80, [0] * 30 + [1] * 50, "fell 37.5 pp"),
+    ([0, 1] * 40, [1, 0] * 40, "not distinguishable from no change; this sample rules out a loss larger than"),
+])
+def test_answer_says_gain_loss_or_unresolved_from_the_paired_ci(base, other, says):
+    from evalkit.report.answer import delta_sentence
+
+    delta = paired_delta([float(x) for x in base], [float(x) for x in other])
+    sentence = delta_sentence("Spider execution accuracy", delta)
+    assert sentence.startswith("Spider execution accuracy ") and says in sentence
+    assert f"95% CI {100 * delta.lo:+.1f} to {100 * delta.hi:+.1f} pp, n=80" in sentence
+    assert sentence.endswith(("a real gain", "a real loss")) == (delta.lo > 0 or delta.hi < 0)
