@@ -27,8 +27,11 @@ def data_checksums(cfg: RunConfig) -> dict[str, str]:
 
 
 def comparable_settings(cfg: RunConfig) -> dict[str, Any]:
-    """What must be equal for base results to be comparable: each suite's settings and the generation length."""
-    settings: dict[str, Any] = {}
+    """What must be equal for base results to be comparable: each suite's settings, the generation length,
+    and the dtype the model runs in here ('auto' resolved: a bf16 baseline does not pair with fp32 runs)."""
+    from evalkit.models import pick_device, pick_dtype
+
+    settings: dict[str, Any] = {"dtype": str(pick_dtype(pick_device(), cfg.dtype)).replace("torch.", "")}
     for suite in cfg.suites:
         settings.update({f"{suite.name} {key}": value for key, value in suite.comparable().items()})
         if isinstance(suite.request, Generation):

