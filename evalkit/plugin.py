@@ -68,13 +68,15 @@ def load_config(config: pytest.Config) -> RunConfig:
 
 
 def training_data_warnings(cfg: RunConfig) -> list[str]:
-    """One warning per adapter whose ``training.json`` overlaps what a suite scores."""
+    """One warning per adapter whose ``training.json`` overlaps what a suite scores; a ConfigError for an
+    adapter trained on other prompt options than the run's."""
     from evalkit.models import adapter_provenance
 
     warnings = []
     for variant in cfg.variants:
         facts = adapter_provenance(variant.adapter) if variant.adapter else None
         for suite in cfg.suites if facts else ():
+            suite.check_training(variant.name, facts)
             warning = suite.contamination(variant.name, facts)
             if warning:
                 warnings.append(warning)

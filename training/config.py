@@ -172,7 +172,7 @@ def _describe(error: dict[str, Any]) -> str:
         return str(error["msg"]).removeprefix("Value error, ")
     got = error.get("input")
     shown = f" (got {got!r}, a {type(got).__name__})" if kind != "missing" else ""
-    fix = _TYPE_FIXES.get(kind, "see the README's training section for allowed values")
+    fix = _TYPE_FIXES.get(kind, "see docs/training.md for allowed values")
     return f"{key}: {error['msg']}{shown}. Fix: {fix}."
 
 

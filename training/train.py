@@ -308,7 +308,7 @@ def train(config: TrainingConfig, config_path: str | Path | None = None, resume:
     trained_on_eval = bool(set(data_facts["eval_overlap"]["ids"]) & set(data_facts["example_ids"]))
     facts = {"run": f"../{RUN_FILE}", "base_model": config.model.base, "data_split": config.data.split,
              "data_checksum": data_facts["checksum"], "allow_eval_split": config.data.allow_eval_split,
-             "trained_on_eval_data": trained_on_eval}
+             "trained_on_eval_data": trained_on_eval, "prompt": config.prompt.model_dump()}
     run: dict[str, Any] = {
         "status": "running",
         "config_file": str(config_path) if config_path else None,

@@ -13,7 +13,7 @@ database. "Same" is the official ``result_eq``:
 Before running, both queries get the official rewrites: ``> =``/``< =``/``! =`` joined, ``YEAR(CURDATE())``
 replaced by 2020, and every DISTINCT keyword removed (``keep_distinct=True`` keeps them, like the official
 ``--keep_distinct``). Where we differ from the official code (row order decided by the *outermost* ORDER BY,
-one database instead of a test suite, ...) the README's ``deviations`` section says so, bullet "Spider EX:".
+one database instead of a test suite, ...) docs/deviations.md says so ("Spider execution accuracy").
 
 Model output is untrusted: :func:`extract_sql` pulls the first statement out of the raw text and the
 query runs in :class:`evalkit.sandbox.Sandbox`. Every case ends in one :class:`Outcome`; nothing raises

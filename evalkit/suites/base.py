@@ -146,6 +146,9 @@ class Suite(ABC):
         """What must be equal for two runs' results to be paired (a baseline is refused otherwise)."""
         return {"prompt template": self.template}
 
+    def check_training(self, adapter: str, provenance: Mapping[str, Any]) -> None:
+        """Raise a ConfigError when an adapter was trained on prompts this suite would not send."""
+
     def contamination(self, adapter: str, provenance: Mapping[str, Any]) -> str | None:
         """A warning when an adapter's training data overlaps what this suite scores, else None."""
         return None

@@ -28,6 +28,8 @@ class SpiderSuite(Suite):
         Setting("template", f"Spider prompt template ({', '.join(TEMPLATES)})", "spider-chat"),
         Setting("sample", "Spider examples sampled per hardness level, or 'all'", "20"),
         Setting("dbs", "comma-separated Spider databases to draw from (default: all)", ""),
+        Setting("sample_rows", "first rows of each table shown under its CREATE TABLE (the training's prompt "
+                "option; an adapter trained with another value is refused)", "0"),
     )
     request = Generation(stop=(";",))
     markers = {"easy": "Spider easy", "medium": "Spider medium", "hard": "Spider hard", "extra": "Spider extra hard"}
@@ -41,6 +43,7 @@ class SpiderSuite(Suite):
         self.split = self.values["split"]
         self._sample = parse_count(self.flag("sample"), self.values["sample"], allow_all=True, minimum=1)
         self.dbs = parse_names(self.flag("dbs"), self.values["dbs"])
+        self.sample_rows = parse_count(self.flag("sample_rows"), self.values["sample_rows"])
 
     @property
     def template(self) -> str:
@@ -70,7 +73,7 @@ class SpiderSuite(Suite):
     def prompt(self, example: Example, tokenizer: Any) -> str:
         from evalkit.prompts import build_prompt
 
-        return build_prompt(self.template, example.data, tokenizer, self.data_dir).text
+        return build_prompt(self.template, example.data, tokenizer, self.data_dir, sample_rows=self.sample_rows).text
 
     def score(self, example: Example, prompt: str, output: Any) -> Scored:
         from deepeval.test_case import LLMTestCase
@@ -88,7 +91,16 @@ class SpiderSuite(Suite):
                                                  output=result.raw_output))
 
     def comparable(self) -> dict[str, Any]:
-        return {"prompt template": self.template}
+        return {"prompt template": self.template, "sample rows": self.sample_rows}
+
+    def check_training(self, adapter: str, provenance: Mapping[str, Any]) -> None:
+        """Refuse an adapter trained on other prompts than this run sends: its score would measure the
+        prompt change, not the training."""
+        trained = (provenance.get("prompt") or {}).get("sample_rows")
+        if trained is not None and trained != self.sample_rows:
+            raise ConfigError(f"adapter {adapter!r} was trained with prompt.sample_rows={trained} (its training.json), "
+                              f"this run sends {self.flag('sample_rows')}={self.sample_rows}. Fix: pass "
+                              f"{self.flag('sample_rows')}={trained}, or train with the run's value.")
 
     def contamination(self, adapter: str, provenance: Mapping[str, Any]) -> str | None:
         """An adapter trained on the split this run scores (or on dev questions while dev is scored): its

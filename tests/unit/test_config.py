@@ -112,3 +112,15 @@ def test_dtype_auto_is_bf16_only_where_the_cpu_computes_it_natively():
     assert pick_dtype("cpu", "float32") == torch.float32 and pick_dtype("cpu", "bfloat16") == torch.bfloat16
     with pytest.raises(ConfigError, match="use one of auto"):
         pick_dtype("cpu", "half")
+
+
+def test_adapter_trained_on_other_prompt_options_is_refused(tmp_path, adapter):
+    from evalkit.plugin import training_data_warnings
+
+    (adapter / "training.json").write_text(json.dumps({"data_split": "train", "prompt": {"sample_rows": 3}}))
+    with pytest.raises(ConfigError, match=r"trained with prompt.sample_rows=3 .* Fix: pass --spider-sample-rows=3"):
+        training_data_warnings(parse(tmp_path, adapter=[str(adapter)]))
+    cfg = parse(tmp_path, adapter=[str(adapter)], spider_sample_rows="3")
+    assert training_data_warnings(cfg) == []
+    assert next(s for s in cfg.suites if s.name == "spider").comparable() == {"prompt template": "spider-chat",
+                                                                           "sample rows": 3}
