@@ -23,7 +23,7 @@ import math
 from pathlib import Path
 
 from evalkit.data.mmlu import LETTERS, load_mmlu
-from evalkit.prompts import mmlu_cloze_header
+from evalkit.prompts import mmlu_cloze_continuations, mmlu_cloze_header, mmlu_cloze_kshot_prompt
 
 TASK = """task: tradeoff_cloze_{subject}
 tag: tradeoff_cloze
@@ -74,13 +74,15 @@ def _harness_rows(out: Path) -> dict[str, dict]:
     return rows
 
 
-def compare(out: Path) -> None:
+def compare(out: Path, data_dir: Path | None, shots: int) -> None:
     ours = {c["id"]: c for c in map(json.loads, (out / "tradeoff" / "cases.jsonl").read_text().splitlines())
             if c["suite"] == "mmlu" and c["variant"] == "base" and c["status"] == "scored"}
     theirs = _harness_rows(out)
     shared = sorted(set(ours) & set(theirs))
     agree = {"acc": 0, "acc_norm": 0}
-    worst = 0.0
+    worst, texts_same = 0.0, 0
+    subjects = sorted({qid.rsplit("-", 1)[0] for qid in shared})
+    questions = {q.id: q for q in load_mmlu("test", data_dir, subjects)}
     for qid in shared:
         sample, case = theirs[qid], ours[qid]
         harness_ll = [float(r[0][0]) for r in sample["resps"]]
@@ -94,10 +96,14 @@ def compare(out: Path) -> None:
             if mine != harness[rule]:
                 print(f"{qid} {rule}: tradeoff {LETTERS[mine]}, harness {LETTERS[harness[rule]]}")
         for rule in agree:  # the harness's own per-sample metric agrees with its argmax
-            assert math.isclose(sample[rule], float(harness[rule] == sample["target"]))
+            assert math.isclose(sample[rule], float(harness[rule] == int(sample["target"])))
+        question = questions[qid]
+        requests = [(a["arg_0"], a["arg_1"]) for a in sample["arguments"].values()]
+        texts_same += requests == [(mmlu_cloze_kshot_prompt(question, shots=shots), c)
+                                   for c in mmlu_cloze_continuations(question)]
     print(f"{len(shared)} questions compared ({len(ours)} tradeoff, {len(theirs)} harness): "
           + ", ".join(f"{rule} argmax agrees on {n}/{len(shared)}" for rule, n in agree.items())
-          + f"; max |Δ log-likelihood| {worst:.2e}")
+          + f"; max |Δ log-likelihood| {worst:.2e}; prompt and continuation strings identical on {texts_same}")
 
 
 def main() -> None:
@@ -106,11 +112,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--subjects", default="global_facts,anatomy,abstract_algebra")
     parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--shots", type=int, default=0, help="the --num_fewshot both runs used")
     args = parser.parse_args()
     if args.step == "prepare":
         prepare([s for s in args.subjects.split(",") if s], args.out, args.data_dir)
     else:
-        compare(args.out)
+        compare(args.out, args.data_dir, args.shots)
 
 
 if __name__ == "__main__":
