@@ -141,7 +141,7 @@ def test_summary_counts_files_and_ids(joint, data_dir):
         assert suites[suite]["scores"]["lora"]["all"]["n"] == n
         assert suites[suite]["deltas"]["lora"]["all"]["n"] == n
     assert sum(c["passed"] for s in suites.values() for c in s["counts"].values()) == outcomes.get("passed", 0)
-    assert suites["mmlu"]["deltas"]["lora"]["all"]["n_clusters"] == 2
+    assert suites["mmlu"]["deltas"]["lora"]["all"]["n_strata"] == 2
     assert set(suites["mmlu"]["scores"]["base"]["groups"]) == {"stem", "humanities"}
     models = run_.json["models"]
     assert models["lora"]["adapter_fingerprint"] and models["lora"]["base_fingerprint"] == models["base"]["base_fingerprint"]
@@ -333,8 +333,8 @@ def test_own_multiple_choice_suite_from_a_jsonl_file(project, data_dir, results_
                f"--adapter=lora={adapter}", "--gate", "mine.delta >= -1", "--strict-markers", "-m", "mine")
     assert run_.rc == 0, run_.out
     suite = run_.json["suites"]["mine"]
-    assert set(run_.json["suites"]) == {"mine"} and suite["clustered_by"] == "subject"
-    assert suite["deltas"]["lora"]["all"]["n"] == len(questions) and suite["deltas"]["lora"]["all"]["n_clusters"] == 2
+    assert set(run_.json["suites"]) == {"mine"} and suite["stratified_by"] == "subject"
+    assert suite["deltas"]["lora"]["all"]["n"] == len(questions) and suite["deltas"]["lora"]["all"]["n_strata"] == 2
     assert sum(suite["predicted"]["base"].values()) == len(questions)
     assert [g["verdict"] for g in run_.json["gates"]] == ["PASS"]
     mine = {(c["variant"], c["id"]): c["logprobs"] for c in run_.cases()}
