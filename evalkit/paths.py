@@ -27,8 +27,19 @@ def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
 
 
 def cache_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """Resolve (and create) the directory for converted models and the inference cache."""
+    """Resolve (and create) the directory for converted models and the inference cache; a path that
+    cannot be a folder raises :class:`~evalkit.errors.CacheError` naming it."""
+    from evalkit.errors import CacheError
+
     chosen = explicit or os.environ.get(CACHE_DIR_ENV) or DEFAULT_CACHE_DIR
     path = Path(chosen).expanduser().resolve()
-    path.mkdir(parents=True, exist_ok=True)
+    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise CacheError(f"Cache folder {path}: {blocker} is a file, not a folder. Fix: pass a folder "
+                         f"(--results-cache or {CACHE_DIR_ENV}).")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CacheError(f"Cache folder {path} cannot be created ({exc.strerror}). Fix: pass a writable folder "
+                         f"(--results-cache or {CACHE_DIR_ENV}).") from None
     return path
