@@ -99,6 +99,7 @@ class State:
     written: list[Any] = field(default_factory=list)
     finish_error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    usage_error: str | None = None  # found while parametrizing; raised once collection is over
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Collect records: on the controller under xdist (reports carry them), else in this process."""
@@ -127,8 +128,13 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         cfg = load_config(config)
         warnings = training_data_warnings(cfg)
+        if not _is_worker(config):  # before hours of inference, not after the first batch
+            from evalkit.inference import ResultCache
+
+            with ResultCache(cfg.results_cache / "results.sqlite") as cache:
+                cache.check()
     except EvalkitError as exc:
-        raise pytest.UsageError(str(exc)) from exc
+        raise pytest.UsageError(str(exc)) from None
     state = config.stash[STATE_KEY] = State(cfg=cfg, warnings=warnings)
     config.pluginmanager.register(state, "tradeoff-state")
     for suite in cfg.suites:
@@ -155,20 +161,31 @@ def pytest_configure_node(node: Any) -> None:
     node.workerinput["tradeoff_loadgroup"] = node.config.getoption("dist") == "loadgroup"
 
 
+def _plan(state: State) -> None:
+    """Load and sample every suite's examples (once), and check that each gate's group is among them."""
+    from evalkit.gates import check_gate_groups
+    from evalkit.sampling import stratified
+
+    for suite in state.cfg.suites:
+        if suite.name not in state.plan:
+            state.plan[suite.name] = stratified(suite.load(), suite.sample, state.cfg.sample_seed)
+    check_gate_groups(state.cfg.gates, {name: {n for ex in plan for n in (ex.group, ex.cluster)}
+                                        for name, plan in state.plan.items()})
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "eval_item" not in metafunc.fixturenames:
         return
-    from evalkit.sampling import stratified
-
     state = metafunc.config.stash[STATE_KEY]
     cfg = state.cfg
+    try:  # an error raised here would be a collection error with a traceback: keep it for the usage error
+        _plan(state)
+    except EvalkitError as exc:
+        state.usage_error = str(exc)
+        metafunc.parametrize("eval_item", [])
+        return
     params = []
     for suite in cfg.suites:
-        if suite.name not in state.plan:
-            try:
-                state.plan[suite.name] = stratified(suite.load(), suite.sample, cfg.sample_seed)
-            except EvalkitError as exc:
-                raise pytest.UsageError(str(exc)) from exc
         for variant in cfg.run_variants:
             for example in state.plan[suite.name]:
                 item = EvalItem(suite, variant, example)
@@ -180,6 +197,28 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                     marks.append(pytest.mark.skip(reason=item.skip_reason))
                 params.append(pytest.param(item, id=item.test_id, marks=marks))
     metafunc.parametrize("eval_item", params)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A data, selection or gate problem found while parametrizing: one usage error line (exit 4). An
+    xdist worker that raised would crash the controller (INTERNALERROR), so it runs nothing and hands
+    the error over (:func:`pytest_testnodedown`)."""
+    state = config.stash.get(STATE_KEY, None)
+    if state is None or not state.usage_error:
+        return
+    if not _is_worker(config):
+        raise pytest.UsageError(state.usage_error)
+    items.clear()
+    config.workeroutput["tradeoff_usage_error"] = state.usage_error
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist controller: take over a worker's usage error (the summary prints it, the exit status is 4)."""
+    state = node.config.stash.get(STATE_KEY, None)
+    message = getattr(node, "workeroutput", {}).get("tradeoff_usage_error")
+    if state is not None and message:
+        state.usage_error = message
 
 
 def eval_item_of(node: pytest.Item) -> EvalItem | None:
@@ -242,13 +281,15 @@ def _load_baseline(state: State) -> list[CaseRecord]:
     try:
         state.baseline = read_baseline(state.cfg, base_fingerprint(state.cfg.model, state.cfg.results_cache))
     except EvalkitError as exc:
-        raise pytest.UsageError(str(exc)) from exc
+        raise pytest.UsageError(str(exc)) from None
     return state.baseline
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     state = session.config.stash.get(STATE_KEY, None)
-    if state and state.cfg.baseline and not _is_worker(session.config):
+    if state is None or _is_worker(session.config):
+        return
+    if state.cfg.baseline:
         _load_baseline(state)
 
 
@@ -291,6 +332,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from evalkit.finish import finish
 
     state = session.config.stash.get(STATE_KEY, None)
+    if state is not None and state.usage_error and not _is_worker(session.config):
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
     if state is None or _is_worker(session.config) or not state.records:
         return
     done = finish(state.cfg, state.records, state.baseline, state.models, state.inference, state.warnings,
@@ -307,6 +350,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     state = config.stash.get(STATE_KEY, None)
+    if state is not None and state.usage_error:
+        terminalreporter.write_line(f"ERROR: {state.usage_error}", red=True)
     if state is None or state.summary is None:
         return
     from evalkit.report import render_text

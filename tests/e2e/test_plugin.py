@@ -190,12 +190,13 @@ def test_markers_filter_tests_and_inference(project, data_dir, results_cache, ad
 
 
 def test_failing_or_unjudgeable_gates_exit_non_zero(project, data_dir, results_cache):
+    # humanities is in the selection (so the gate is accepted at start-up) but deselected by -m.
     failing = run(project, data_dir, results_cache, *SMALL, "--suites=mmlu", "--gate-basis=point",
-                  "--gate", "mmlu.score >= 1", "--gate", "mmlu.social_sciences.score >= 0")
+                  "--gate", "mmlu.score >= 1", "--gate", "mmlu.humanities.score >= 0", "-m", "not humanities")
     assert failing.rc == 1
     verdicts = {g["label"]: g["verdict"] for g in failing.json["gates"]}
-    assert verdicts == {"mmlu.score@base": "FAIL", "mmlu.social_sciences.score@base": "ERROR"}
-    assert "group 'social_sciences' has no scored items" in failing.json["gates"][1]["message"]
+    assert verdicts == {"mmlu.score@base": "FAIL", "mmlu.humanities.score@base": "ERROR"}
+    assert "group 'humanities' has no scored items" in failing.json["gates"][1]["message"]
     assert "gates FAILED" in failing.out and "ERROR" in failing.out
 
     deepeval = project.run(str(Path(sys.executable).with_name("deepeval")), "test", "run", "test_eval.py",
@@ -309,6 +310,40 @@ def test_bad_options_are_usage_errors(project, option, message):
     result = project.runpytest_inprocess("--co", option)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert message in result.stderr.str()
+
+
+def old_schema_cache(folder: Path) -> Path:
+    """A result cache written by an older tradeoff (schema version 0)."""
+    from evalkit.inference.cache import ResultCache
+
+    with ResultCache(folder / "results.sqlite") as cache:
+        cache.put_many({"x": 1}, kind="test", model_key="m")
+    conn = sqlite3.connect(folder / "results.sqlite")
+    conn.execute("UPDATE meta SET value = '0' WHERE name = 'version'")
+    conn.commit()
+    conn.close()
+    return folder
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    ("--data-dir={tmp}/nowhere", "Spider folder not found: {tmp}/nowhere/spider"),
+    ("--spider-dbs=concert_singer,no_such_db", "--spider-dbs: no dev examples on no_such_db"),
+    ("--gate=mmlu.no_such_group.score >= 0.1", "Gate 'mmlu.no_such_group.score >= 0.1': group 'no_such_group' is "
+                                               "not a group or cluster of suite 'mmlu' in this run"),
+    ("--results-cache={tmp}/plain.txt/cache", "{tmp}/plain.txt is a file, not a folder"),
+    ("--results-cache={tmp}/old", "is a tradeoff result cache of schema version '0'"),
+])
+def test_data_cache_and_gate_problems_are_one_line_usage_errors(project, data_dir, option, message):
+    """They came out as collection errors with chained tracebacks, an INTERNALERROR (cache under a file),
+    a per-test traceback (old cache), or only at the end of the run (an unknown gate group)."""
+    tmp = project.path
+    (tmp / "plain.txt").write_text("x")
+    old_schema_cache(tmp / "old") if "old" in option else None
+    result = project.runpytest_inprocess("--co", f"--data-dir={data_dir}", option.format(tmp=tmp))
+    errors = result.stderr.str()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
+    assert message.format(tmp=tmp) in errors and "Fix:" in errors
+    assert "Traceback" not in errors + result.stdout.str() and "INTERNALERROR" not in errors + result.stdout.str()
 
 
 def write_choice_file(path: Path, data_dir: Path, ids: set[str]) -> list[Any]:
