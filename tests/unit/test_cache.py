@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import multiprocessing
-import os
-import shutil
 import sqlite3
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
 import pytest
 
 from evalkit.errors import CacheError, EvalkitError
-from evalkit.paths import PROJECT_ROOT
 from evalkit.inference.cache import SQLITE_MAGIC, ResultCache, default_cache_path, result_key
 
 
@@ -173,31 +168,19 @@ def test_cache_path_that_is_a_folder_or_under_a_file_is_a_cache_error(tmp_path: 
             ResultCache(path).get_many(["x"])
 
 
-UNPRIVILEGED = ["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search,-fowner"] \
-    if os.geteuid() == 0 else []
-
-
-def run_unprivileged(code: str) -> subprocess.CompletedProcess[str]:
-    """Run Python code where file permissions apply (root ignores them; setpriv drops that capability)."""
-    if UNPRIVILEGED and shutil.which("setpriv") is None:
-        pytest.skip("running as root without setpriv: file permissions cannot be made to apply")
-    return subprocess.run([*UNPRIVILEGED, sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          cwd=PROJECT_ROOT)
-
-
 CHECK_THEN_READ = """
-import sys, warnings
+import warnings
 from evalkit.inference.cache import ResultCache
 from evalkit.errors import CacheError
 warnings.simplefilter("error")
 try:
-    ResultCache(sys.argv[1] if len(sys.argv) > 1 else {path!r}).check()
+    ResultCache({path!r}).check()
 except CacheError as exc:
     print("CacheError:", exc)
 """
 
 
-def test_read_only_folder_is_refused_before_computing_and_the_cache_kept(tmp_path: Path) -> None:
+def test_read_only_folder_is_refused_before_computing_and_the_cache_kept(tmp_path: Path, run_unprivileged) -> None:
     """A read-only folder made a valid WAL cache look corrupt, and setting it aside raised PermissionError."""
     path = tmp_path / "ro" / "results.sqlite"
     ResultCache(path).put_many({"x": 1}, kind="test", model_key="m")
@@ -212,7 +195,7 @@ def test_read_only_folder_is_refused_before_computing_and_the_cache_kept(tmp_pat
     assert path.read_bytes() == before and not list(path.parent.glob("*.corrupt-*"))
 
 
-def test_read_only_cache_file_is_refused_before_computing(tmp_path: Path) -> None:
+def test_read_only_cache_file_is_refused_before_computing(tmp_path: Path, run_unprivileged) -> None:
     """A read-only file read fine and the first write raised 'attempt to write a readonly database' after
     the batch had been computed."""
     path = tmp_path / "results.sqlite"
