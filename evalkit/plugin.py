@@ -81,6 +81,22 @@ def training_data_warnings(cfg: RunConfig) -> list[str]:
     return warnings
 
 
+def check_outputs(cfg: RunConfig) -> None:
+    """Raise an :class:`EvalkitError` when the result cache, the report folder or the baseline file's
+    folder cannot be written."""
+    from evalkit.errors import ConfigError
+    from evalkit.inference import ResultCache
+    from evalkit.paths import folder_problem
+
+    with ResultCache(cfg.results_cache / "results.sqlite") as cache:
+        cache.check()
+    for flag, path, folder in (("--report-dir", cfg.report_dir, cfg.report_dir),
+                               ("--save-baseline", cfg.save_baseline, cfg.save_baseline and cfg.save_baseline.parent)):
+        problem = folder_problem(folder) if folder else None
+        if problem:
+            raise ConfigError(f"{flag} {path}: {problem}. Fix: pass a path in a folder you can write to.")
+
+
 @dataclass
 class State:
     """Per session: the configuration, the planned items, and (on the controller) the collected records."""
@@ -128,11 +144,8 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         cfg = load_config(config)
         warnings = training_data_warnings(cfg)
-        if not _is_worker(config):  # before hours of inference, not after the first batch
-            from evalkit.inference import ResultCache
-
-            with ResultCache(cfg.results_cache / "results.sqlite") as cache:
-                cache.check()
+        if not _is_worker(config):  # before hours of inference, not after them
+            check_outputs(cfg)
     except EvalkitError as exc:
         raise pytest.UsageError(str(exc)) from None
     state = config.stash[STATE_KEY] = State(cfg=cfg, warnings=warnings)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TextIO
 
 from evalkit.data.files import decode_utf8
+from evalkit.data.spider import check_database
 from evalkit.errors import DataError
 from evalkit.metrics.execution_accuracy import ExecutionResult, Outcome, score_execution
 from evalkit.sandbox import Limits, Sandbox
@@ -115,6 +116,10 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _db_path(folder: Path, db_id: str) -> Path:
+    return folder / db_id / f"{db_id}.sqlite"
+
+
 def _open_out(path: Path) -> TextIO:
     """Open --out before any query runs, so a bad path costs nothing."""
     try:
@@ -136,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         pairs = read_pairs(args.gold, args.pred)
         if not args.db.is_dir():
             raise DataError(f"database folder not found: {args.db}. Fix: pass the folder holding <db_id>/<db_id>.sqlite.")
+        for db_id in sorted({pair.db_id for pair in pairs}):  # a 0-byte file would fail every gold query
+            if _db_path(args.db, db_id).is_file():
+                check_database(_db_path(args.db, db_id))
         if args.out and not args.out.parent.is_dir():
             raise DataError(f"--out: the folder {args.out.parent} does not exist. Fix: create it, or write the "
                             "scores elsewhere.")
@@ -148,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with Sandbox(Limits(timeout_s=args.timeout)) as sandbox:
             for pair in pairs:
-                db_path = args.db / pair.db_id / f"{pair.db_id}.sqlite"
+                db_path = _db_path(args.db, pair.db_id)
                 if not db_path.is_file():
                     skipped[pair.db_id] += 1
                     record = {"index": pair.index, "db_id": pair.db_id, "outcome": "skipped", "score": None,

@@ -21,7 +21,6 @@ import json
 import os
 import re
 import struct
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -30,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from evalkit.data.files import decode_utf8
 from evalkit.errors import ConfigError
+from evalkit.paths import folder_problem
 from evalkit.models import EMBEDDED
 
 SPLIT_HINT = ("use data.split: train (or train_spider / train_others), or set data.allow_eval_split: true "
@@ -211,15 +211,9 @@ def _check_output_dir(output_dir: str) -> list[str]:
     permission bits): otherwise the run fails after loading the model."""
     if not output_dir.strip():
         return ["output_dir: empty. Fix: name the folder the run writes its adapters to, e.g. runs/my-run."]
-    path = Path(output_dir).expanduser().absolute()
-    existing = next(p for p in (path, *path.parents) if p.exists())
-    if not existing.is_dir():
-        return [f"output_dir: {output_dir!r}: {existing} is a file, not a folder. Fix: choose another output_dir."]
-    try:
-        tempfile.TemporaryFile(dir=existing).close()
-    except OSError as exc:
-        return [f"output_dir: {output_dir!r} cannot be written ({existing}: {exc.strerror}). Fix: choose a folder you "
-                "can write to, or change the permissions."]
+    problem = folder_problem(Path(output_dir))
+    if problem:
+        return [f"output_dir: {output_dir!r}: {problem}. Fix: choose a folder you can write to."]
     return []
 
 

@@ -30,7 +30,6 @@ import hashlib
 import json
 import os
 import sqlite3
-import tempfile
 import threading
 import time
 import warnings
@@ -40,7 +39,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from evalkit.errors import CacheError
-from evalkit.paths import cache_dir
+from evalkit.paths import cache_dir, folder_problem
 
 SCHEMA_NAME = "evalkit-results"
 SCHEMA_VERSION = "1"
@@ -152,17 +151,16 @@ class ResultCache:
         if self.path.is_dir():
             raise CacheError(f"Result cache {self.path} is a folder, not a file. Fix: pass the folder that should "
                              "hold results.sqlite as --results-cache / TRADEOFF_CACHE_DIR, or a file path to ResultCache.")
-        blocker = next((p for p in self.path.parents if p.exists() and not p.is_dir()), None)
-        if blocker is not None:
-            raise CacheError(f"Result cache {self.path}: {blocker} is a file, not a folder. Fix: pass a cache path "
-                             "under a folder (--results-cache, TRADEOFF_CACHE_DIR, ResultCache(path)).")
+        problem = folder_problem(self.path.parent)  # the lock, WAL and new files go there
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tempfile.TemporaryFile(dir=self.path.parent).close()  # the lock, WAL and new files go here
-            if self.path.exists():
-                open(self.path, "r+b").close()
+            if problem is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                if self.path.exists():
+                    open(self.path, "r+b").close()
         except OSError as exc:
-            raise CacheError(f"Result cache {self.path} cannot be written ({exc.strerror}). Fix: {self._fix}") from None
+            problem = f"{self.path} cannot be written ({exc.strerror})"
+        if problem:
+            raise CacheError(f"Result cache {self.path}: {problem}. Fix: {self._fix}")
 
     def _open(self) -> sqlite3.Connection:
         """Open, validate and (if new) initialise the file, under an inter-process lock so that two

@@ -332,10 +332,13 @@ def old_schema_cache(folder: Path) -> Path:
                                                "not a group or cluster of suite 'mmlu' in this run"),
     ("--results-cache={tmp}/plain.txt/cache", "{tmp}/plain.txt is a file, not a folder"),
     ("--results-cache={tmp}/old", "is a tradeoff result cache of schema version '0'"),
+    ("--report-dir={tmp}/plain.txt/report", "--report-dir {tmp}/plain.txt/report: {tmp}/plain.txt is a file"),
+    ("--save-baseline={tmp}/plain.txt/base.json", "--save-baseline {tmp}/plain.txt/base.json: {tmp}/plain.txt is a file"),
 ])
 def test_data_cache_and_gate_problems_are_one_line_usage_errors(project, data_dir, option, message):
     """They came out as collection errors with chained tracebacks, an INTERNALERROR (cache under a file),
-    a per-test traceback (old cache), or only at the end of the run (an unknown gate group)."""
+    a per-test traceback (old cache), or only at the end of the run (an unknown gate group, a report or
+    baseline that cannot be written)."""
     tmp = project.path
     (tmp / "plain.txt").write_text("x")
     old_schema_cache(tmp / "old") if "old" in option else None

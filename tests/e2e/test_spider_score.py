@@ -164,3 +164,12 @@ def test_empty_and_non_utf8_files_are_usage_errors(gold_bytes: bytes, pred_bytes
     code, _, err = score_in_process(capsys, "--gold", tmp_path / "gold.sql", "--pred", tmp_path / "pred.sql",
                                     "--db", spider_dir / "database")
     assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_a_database_file_that_is_no_database_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A 0-byte database made every gold query fail: 'gold_error 1', exit 0."""
+    (tmp_path / "db" / "empty").mkdir(parents=True)
+    (tmp_path / "db" / "empty" / "empty.sqlite").write_bytes(b"")
+    gold, pred = pair_files(tmp_path, "SELECT 1\tempty\n", "SELECT 1\n")
+    code, _, err = score_in_process(capsys, "--gold", gold, "--pred", pred, "--db", tmp_path / "db")
+    assert code == 2 and "empty.sqlite is an empty file (0 bytes), not a database" in err

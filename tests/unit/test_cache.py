@@ -191,7 +191,7 @@ def test_read_only_folder_is_refused_before_computing_and_the_cache_kept(tmp_pat
     finally:
         path.parent.chmod(0o755)
     assert run.returncode == 0, run.stderr
-    assert f"CacheError: Result cache {path} cannot be written" in run.stdout and "Fix:" in run.stdout
+    assert f"CacheError: Result cache {path}: {path.parent} cannot be written" in run.stdout and "Fix:" in run.stdout
     assert path.read_bytes() == before and not list(path.parent.glob("*.corrupt-*"))
 
 
@@ -206,7 +206,7 @@ def test_read_only_cache_file_is_refused_before_computing(tmp_path: Path, run_un
     finally:
         path.chmod(0o644)
     assert run.returncode == 0, run.stderr
-    assert f"CacheError: Result cache {path} cannot be written" in run.stdout
+    assert f"CacheError: Result cache {path}: {path} cannot be written" in run.stdout
 
 
 def test_a_batch_that_cannot_be_stored_is_returned_with_a_warning(tmp_path: Path) -> None:
