@@ -144,8 +144,6 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         cfg = load_config(config)
         warnings = training_data_warnings(cfg)
-        if not _is_worker(config):  # before hours of inference, not after them
-            check_outputs(cfg)
     except EvalkitError as exc:
         raise pytest.UsageError(str(exc)) from None
     state = config.stash[STATE_KEY] = State(cfg=cfg, warnings=warnings)
@@ -175,10 +173,13 @@ def pytest_configure_node(node: Any) -> None:
 
 
 def _plan(state: State) -> None:
-    """Load and sample every suite's examples (once), and check that each gate's group is among them."""
+    """Load and sample every suite's examples (once), and check, before hours of inference rather than
+    after them, that each gate's group is among them and that the outputs can be written. Only a session
+    that collects evaluation tests gets here: other pytest runs with the plugin installed are not checked."""
     from evalkit.gates import check_gate_groups
     from evalkit.sampling import stratified
 
+    check_outputs(state.cfg)
     for suite in state.cfg.suites:
         if suite.name not in state.plan:
             state.plan[suite.name] = stratified(suite.load(), suite.sample, state.cfg.sample_seed)
@@ -300,9 +301,7 @@ def _load_baseline(state: State) -> list[CaseRecord]:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     state = session.config.stash.get(STATE_KEY, None)
-    if state is None or _is_worker(session.config):
-        return
-    if state.cfg.baseline:
+    if state and state.cfg.baseline and not _is_worker(session.config):
         _load_baseline(state)
 
 
