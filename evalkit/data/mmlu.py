@@ -151,8 +151,9 @@ def load_mmlu(
     subjects: list[str] | tuple[str, ...] | None = None,
     scheme: Scheme = "hendrycks",
 ) -> list[MMLUQuestion]:
-    """Load a split of MMLU, subjects in alphabetical order and questions in file order."""
-    chosen = tuple(subjects) if subjects else SUBJECTS
+    """Load a split of MMLU, subjects in the order given (alphabetical by default), each once, and
+    questions in file order."""
+    chosen = tuple(dict.fromkeys(subjects)) if subjects else SUBJECTS  # a repeated name would double its questions
     unknown = sorted(set(chosen) - set(SUBJECTS))
     if unknown:
         raise DataError(f"Unknown MMLU subject(s): {', '.join(unknown)}. Fix: use names such as 'abstract_algebra'.")

@@ -97,3 +97,9 @@ def test_empty_test_file_is_an_error_not_zero_questions(corrupt_copy: Path) -> N
     (corrupt_copy / "mmlu/data/test/virology_test.csv").write_bytes(b"\r\n")
     with pytest.raises(DataError, match=r"virology_test\.csv has no questions\. Fix: restore"):
         mmlu.load_mmlu("test", corrupt_copy, ["virology"])
+
+
+def test_a_subject_named_twice_is_loaded_once(data_dir: Path) -> None:
+    """--mmlu-subjects=anatomy,anatomy ran every anatomy question twice (n doubled, the CI too narrow)."""
+    assert mmlu.load_mmlu("test", data_dir, ["anatomy", "virology", "anatomy"]) == mmlu.load_mmlu(
+        "test", data_dir, ["anatomy", "virology"])
