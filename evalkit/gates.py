@@ -68,6 +68,12 @@ def parse_gate(text: str, suites: Collection[str], variants: Collection[str] | N
         raise ConfigError(f"Gate {text!r}: variant {variant!r} is not evaluated in this run. "
                           f"Fix: use one of {', '.join(variants)}, or drop @{variant} to gate every adapter.")
     threshold, kind = float(match["value"]), parts[-1]
+    if kind == "delta" and variant == BASE:
+        raise ConfigError(f"Gate {text!r}: the base has no delta against itself. Fix: name an adapter after @, or "
+                          "drop @base to gate every adapter.")
+    if kind == "delta" and variants is not None and not set(variants) - {BASE}:
+        raise ConfigError(f"Gate {text!r}: no adapter is evaluated in this run, so there is no delta. Fix: add "
+                          "--adapter, or gate the score (.score) instead.")
     low = -1.0 if kind == "delta" else 0.0
     if not low <= threshold <= 1.0:
         raise ConfigError(f"Gate {text!r}: {threshold:g} is outside {low:g}..1; thresholds are fractions "

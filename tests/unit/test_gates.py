@@ -138,3 +138,13 @@ def test_stratified_delta_without_changes_gets_the_power_of_its_interval():
     figure = summary.figure("mmlu", None, "delta", "a")
     assert figure.se == 0 and result.mde == pytest.approx(minimal_detectable_effect(figure.adjusted[1], figure.df))
     assert "detectable ±0.0" not in result.evidence and "smallest true change detectable" in result.power_warning
+
+
+@pytest.mark.parametrize(("text", "variants", "message"), [
+    ("mmlu.delta >= -0.02", {"base"}, "no adapter is evaluated in this run, so there is no delta"),
+    ("mmlu.delta@base >= -0.02", {"base", "a"}, "the base has no delta against itself"),
+])
+def test_delta_gates_that_can_never_be_computed_are_refused_at_start_up(text, variants, message):
+    """They were an ERROR verdict only after the whole run."""
+    with pytest.raises(ConfigError, match=message):
+        parse_gate(text, SUITES, variants)
