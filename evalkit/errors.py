@@ -17,3 +17,7 @@ class ModelLoadError(EvalkitError):
 
 class ConfigError(EvalkitError):
     """A configuration value (option, config file key) is invalid."""
+
+
+class CacheError(EvalkitError):
+    """The result cache cannot be used (a folder, under a file, read-only, another program's database)."""

@@ -18,6 +18,7 @@ and warns when the margin is finer than that.
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from collections.abc import Collection, Sequence
@@ -67,12 +68,31 @@ def parse_gate(text: str, suites: Collection[str], variants: Collection[str] | N
         raise ConfigError(f"Gate {text!r}: variant {variant!r} is not evaluated in this run. "
                           f"Fix: use one of {', '.join(variants)}, or drop @{variant} to gate every adapter.")
     threshold, kind = float(match["value"]), parts[-1]
+    if kind == "delta" and variant == BASE:
+        raise ConfigError(f"Gate {text!r}: the base has no delta against itself. Fix: name an adapter after @, or "
+                          "drop @base to gate every adapter.")
+    if kind == "delta" and variants is not None and not set(variants) - {BASE}:
+        raise ConfigError(f"Gate {text!r}: no adapter is evaluated in this run, so there is no delta. Fix: add "
+                          "--adapter, or gate the score (.score) instead.")
     low = -1.0 if kind == "delta" else 0.0
     if not low <= threshold <= 1.0:
         raise ConfigError(f"Gate {text!r}: {threshold:g} is outside {low:g}..1; thresholds are fractions "
                           f"(0.30 is 30%, -0.02 is -2 pp). Fix: write it as a fraction.")
     return Gate(text=text.strip(), suite=parts[0], group=".".join(parts[1:-1]) or None, kind=kind,
                 bound=bound, variant=variant, op=match["op"], threshold=threshold)
+
+
+def check_gate_groups(gates: Sequence[Gate], names: dict[str, set[str]]) -> None:
+    """Raise :class:`ConfigError` at start-up for a gate whose group is none of the groups or clusters
+    (``names``, per suite) of the examples the run drew: it could only end as ERROR after the run."""
+    for gate in gates:
+        known = names.get(gate.suite, set())
+        if gate.group is not None and gate.group not in known:
+            close = difflib.get_close_matches(gate.group, known, n=3)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            raise ConfigError(f"Gate {gate.text!r}: group {gate.group!r} is not a group or cluster of suite "
+                              f"{gate.suite!r} in this run. Fix: {hint}name one of the suite's groups or clusters "
+                              f"in the selection (e.g. {', '.join(sorted(known)[:5])}), or drop the group.")
 
 
 @dataclass(frozen=True)
@@ -117,6 +137,8 @@ class GateResult:
             text = "CI bound" if self.basis == "bound" else "point estimate"
         if self.mde is not None and math.isfinite(self.mde):
             text += f"; detectable ±{100 * self.mde:.1f} pp"
+        elif self.mde is not None:
+            text += "; power cannot be computed: every item scored the same (SE 0), so the sample cannot resolve it"
         return text
 
 
@@ -143,11 +165,19 @@ def _targets(gate: Gate, summary: Summary) -> list[str] | str:
     return summary.adapters or [BASE]
 
 
+def _interval_se(figure: Estimate | PairedDelta) -> float:
+    """The SE the figure's interval is built from: for a 0/1 delta the larger of its own and Agresti-Min's
+    (a stratified 0/1 interval is the union of both), so "no item changed" does not read as infinite power."""
+    if isinstance(figure, PairedDelta) and figure.adjusted is not None:
+        return max(figure.se, figure.adjusted[1])
+    return figure.se
+
+
 def _power_warning(label: str, figure: PairedDelta, threshold: float, mde: float) -> str | None:
     if threshold == 0:
         return None
     fix = "Fix: evaluate more items (--spider-sample/--mmlu-sample) or widen the margin."
-    if figure.se == 0:
+    if _interval_se(figure) == 0:
         return (f"{label}: no item's score changed between {BASE} and the adapter (n={figure.n}), so the CI has zero "
                 f"width and this sample says nothing about power against the margin {100 * threshold:+.1f} pp. {fix}")
     if not math.isfinite(mde) or mde <= abs(threshold):
@@ -193,7 +223,8 @@ def evaluate_gates(gates: Sequence[Gate], summary: Summary, basis: Basis = "ci",
             ok = None if math.isnan(p) else p >= (1 - confidence) / 2
         else:
             ok = None if math.isnan(value) else (value >= gate.threshold if gate.op == ">=" else value <= gate.threshold)
-        mde = minimal_detectable_effect(figure.se, figure.df, confidence) if math.isfinite(figure.se) else math.nan
+        se = _interval_se(figure)
+        mde = minimal_detectable_effect(se, figure.df, confidence) if math.isfinite(se) and se > 0 else math.nan
         warning = _power_warning(label, figure, gate.threshold, mde) if isinstance(figure, PairedDelta) else None
         results.append(GateResult(
             verdict="ERROR" if ok is None else ("PASS" if ok else "FAIL"),

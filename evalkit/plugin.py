@@ -83,6 +83,22 @@ def training_data_warnings(cfg: RunConfig) -> list[str]:
     return warnings
 
 
+def check_outputs(cfg: RunConfig) -> None:
+    """Raise an :class:`EvalkitError` when the result cache, the report folder or the baseline file's
+    folder cannot be written."""
+    from evalkit.errors import ConfigError
+    from evalkit.inference import ResultCache
+    from evalkit.paths import folder_problem
+
+    with ResultCache(cfg.results_cache / "results.sqlite") as cache:
+        cache.check()
+    for flag, path, folder in (("--report-dir", cfg.report_dir, cfg.report_dir),
+                               ("--save-baseline", cfg.save_baseline, cfg.save_baseline and cfg.save_baseline.parent)):
+        problem = folder_problem(folder) if folder else None
+        if problem:
+            raise ConfigError(f"{flag} {path}: {problem}. Fix: pass a path in a folder you can write to.")
+
+
 @dataclass
 class State:
     """Per session: the configuration, the planned items, and (on the controller) the collected records."""
@@ -101,6 +117,7 @@ class State:
     written: list[Any] = field(default_factory=list)
     finish_error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    usage_error: str | None = None  # found while parametrizing; raised once collection is over
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Collect records: on the controller under xdist (reports carry them), else in this process."""
@@ -130,7 +147,7 @@ def pytest_configure(config: pytest.Config) -> None:
         cfg = load_config(config)
         warnings = training_data_warnings(cfg)
     except EvalkitError as exc:
-        raise pytest.UsageError(str(exc)) from exc
+        raise pytest.UsageError(str(exc)) from None
     state = config.stash[STATE_KEY] = State(cfg=cfg, warnings=warnings)
     config.pluginmanager.register(state, "tradeoff-state")
     for suite in cfg.suites:
@@ -157,20 +174,34 @@ def pytest_configure_node(node: Any) -> None:
     node.workerinput["tradeoff_loadgroup"] = node.config.getoption("dist") == "loadgroup"
 
 
+def _plan(state: State) -> None:
+    """Load and sample every suite's examples (once), and check, before hours of inference rather than
+    after them, that each gate's group is among them and that the outputs can be written. Only a session
+    that collects evaluation tests gets here: other pytest runs with the plugin installed are not checked."""
+    from evalkit.gates import check_gate_groups
+    from evalkit.sampling import stratified
+
+    check_outputs(state.cfg)
+    for suite in state.cfg.suites:
+        if suite.name not in state.plan:
+            state.plan[suite.name] = stratified(suite.load(), suite.sample, state.cfg.sample_seed)
+    check_gate_groups(state.cfg.gates, {name: {n for ex in plan for n in (ex.group, ex.cluster)}
+                                        for name, plan in state.plan.items()})
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "eval_item" not in metafunc.fixturenames:
         return
-    from evalkit.sampling import stratified
-
     state = metafunc.config.stash[STATE_KEY]
     cfg = state.cfg
+    try:  # an error raised here would be a collection error with a traceback: keep it for the usage error
+        _plan(state)
+    except EvalkitError as exc:
+        state.usage_error = str(exc)
+        metafunc.parametrize("eval_item", [])
+        return
     params = []
     for suite in cfg.suites:
-        if suite.name not in state.plan:
-            try:
-                state.plan[suite.name] = stratified(suite.load(), suite.sample, cfg.sample_seed)
-            except EvalkitError as exc:
-                raise pytest.UsageError(str(exc)) from exc
         for variant in cfg.run_variants:
             for example in state.plan[suite.name]:
                 item = EvalItem(suite, variant, example)
@@ -182,6 +213,28 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                     marks.append(pytest.mark.skip(reason=item.skip_reason))
                 params.append(pytest.param(item, id=item.test_id, marks=marks))
     metafunc.parametrize("eval_item", params)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A data, selection or gate problem found while parametrizing: one usage error line (exit 4). An
+    xdist worker that raised would crash the controller (INTERNALERROR), so it runs nothing and hands
+    the error over (:func:`pytest_testnodedown`)."""
+    state = config.stash.get(STATE_KEY, None)
+    if state is None or not state.usage_error:
+        return
+    if not _is_worker(config):
+        raise pytest.UsageError(state.usage_error)
+    items.clear()
+    config.workeroutput["tradeoff_usage_error"] = state.usage_error
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist controller: take over a worker's usage error (the summary prints it, the exit status is 4)."""
+    state = node.config.stash.get(STATE_KEY, None)
+    message = getattr(node, "workeroutput", {}).get("tradeoff_usage_error")
+    if state is not None and message:
+        state.usage_error = message
 
 
 def eval_item_of(node: pytest.Item) -> EvalItem | None:
@@ -244,7 +297,7 @@ def _load_baseline(state: State) -> list[CaseRecord]:
     try:
         state.baseline = read_baseline(state.cfg, base_fingerprint(state.cfg.model, state.cfg.results_cache))
     except EvalkitError as exc:
-        raise pytest.UsageError(str(exc)) from exc
+        raise pytest.UsageError(str(exc)) from None
     return state.baseline
 
 
@@ -293,6 +346,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from evalkit.finish import finish
 
     state = session.config.stash.get(STATE_KEY, None)
+    if state is not None and state.usage_error and not _is_worker(session.config):
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
     if state is None or _is_worker(session.config) or not state.records:
         return
     done = finish(state.cfg, state.records, state.baseline, state.models, state.inference, state.warnings,
@@ -329,6 +384,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     """The trade-off summary comes last, after pytest's (and DeepEval's) own summaries, so it stays on screen."""
     yield
     state = config.stash.get(STATE_KEY, None)
+    if state is not None and state.usage_error:
+        terminalreporter.write_line(f"ERROR: {state.usage_error}", red=True)
     if state is None or state.summary is None:
         return
     from evalkit.report import render_text

@@ -11,7 +11,9 @@ covering what the one before cannot:
 3. **Authorizer** (``sqlite3_set_authorizer``): only SELECT, column reads, recursive CTEs and function
    calls are allowed. ATTACH/DETACH, every write, temp tables/views/triggers, transactions, PRAGMA (also
    the ``pragma_*`` table functions) and ``load_extension``/``fts3_tokenizer`` are denied; the statement
-   fails with ``denied: ...``. ``temp_store=MEMORY`` keeps SQLite's own sort spills off the disk.
+   fails with ``denied: ...``. Table-valued functions (``json_each``, ``dbstat``, ``pragma_*``: virtual
+   tables) are denied too; SQLite authorises them as an internal "UPDATE sqlite_master", so the message
+   names the function found in the query instead. ``temp_store=MEMORY`` keeps SQLite's own sort spills off the disk.
 4. **Limits.** A progress handler stops the query at the wall-clock budget (``timeout``); SQLite's
    length limits cap one string/blob and the SQL text, and the fetch loop caps rows and bytes
    (``resource_limit``).
@@ -123,15 +125,21 @@ _RESOURCE_MESSAGES = (
 _SYNTAX_MESSAGES = ("syntax error", "incomplete input", "unrecognized token", "null character")
 
 
+_SCHEMA_TABLES = frozenset({"sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema"})
+_VIRTUAL_TABLE = "a virtual table"  # what the authorizer sees of a table-valued function (see _virtual_table)
+
+
 class _Guard:
-    """Per-connection state read by SQLite's callbacks: the current deadline and what was denied."""
+    """Per-connection state read by SQLite's callbacks: the current deadline and what was denied, and the
+    connection's virtual-table modules (to name a denied table-valued function)."""
 
-    __slots__ = ("deadline", "timed_out", "denied")
+    __slots__ = ("deadline", "timed_out", "denied", "modules")
 
-    def __init__(self) -> None:
+    def __init__(self, modules: frozenset[str] = frozenset()) -> None:
         self.deadline = float("inf")
         self.timed_out = False
         self.denied: str | None = None
+        self.modules = modules
 
     def progress(self) -> int:
         if time.monotonic() > self.deadline:
@@ -142,9 +150,22 @@ class _Guard:
     def authorize(self, action: int, arg1: str | None, arg2: str | None, _db: str | None, _src: str | None) -> int:
         if action in _ALLOWED_ACTIONS and not (action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in DENIED_FUNCTIONS):
             return sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_UPDATE and (arg1 or "").lower() in _SCHEMA_TABLES:
+            # No statement that reaches SQLite writes (the gate runs first): this is SQLite registering an
+            # eponymous virtual table, i.e. a table-valued function.
+            self.denied = self.denied or _VIRTUAL_TABLE
+            return sqlite3.SQLITE_DENY
         detail = arg2 if action == sqlite3.SQLITE_FUNCTION else arg1
         self.denied = self.denied or f"{_ACTION_NAMES.get(action, f'action {action}')}" + (f" {detail}" if detail else "")
         return sqlite3.SQLITE_DENY
+
+
+def _virtual_table(sql: str, modules: frozenset[str]) -> str:
+    """The table-valued function a denied query uses, by name (the authorizer is not told it)."""
+    names = [re.escape(m) for m in sorted(modules)] + [r"pragma_\w+"]
+    found = re.search(r"\b(" + "|".join(names) + r")\b", sql, re.IGNORECASE)
+    return f"table-valued function {found.group(1).lower()}" if found else "a table-valued function"
+
 
 
 class _Connections:
@@ -167,7 +188,11 @@ class _Connections:
         conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, self.limits.max_value_bytes)
         conn.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, 4 * self.limits.max_sql_chars)  # UTF-8 bytes
         conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
-        guard = _Guard()
+        try:
+            modules = frozenset(row[0].lower() for row in conn.execute("PRAGMA module_list"))
+        except sqlite3.DatabaseError:  # a build without introspection pragmas: the message is less specific
+            modules = frozenset()
+        guard = _Guard(modules)
         conn.set_authorizer(guard.authorize)
         conn.set_progress_handler(guard.progress, _PROGRESS_STEPS)
         self._open[key] = (conn, guard)
@@ -203,11 +228,14 @@ def _row_bytes(row: tuple[Any, ...]) -> int:
     return sum(len(value) if isinstance(value, (str, bytes)) else 8 for value in row)
 
 
-def _classify(exc: BaseException, guard: _Guard) -> tuple[ExecStatus, str]:
+def _classify(exc: BaseException, guard: _Guard, sql: str) -> tuple[ExecStatus, str]:
     message = str(exc) or type(exc).__name__
     lowered = message.lower()
     if guard.timed_out:
         return ExecStatus.TIMEOUT, "interrupted at the wall-clock budget"
+    if guard.denied == _VIRTUAL_TABLE:
+        return (ExecStatus.EXECUTION_ERROR,
+                f"denied: {_virtual_table(sql, guard.modules)} (a virtual table) is not allowed (read-only evaluation)")
     if guard.denied:
         return ExecStatus.EXECUTION_ERROR, f"denied: {guard.denied} is not allowed (read-only evaluation)"
     if isinstance(exc, MemoryError):
@@ -262,7 +290,7 @@ def execute(db_path: Path, sql: str, limits: Limits, connections: _Connections) 
         columns = tuple(column[0] for column in cursor.description or ())
         return ExecResult(ExecStatus.OK, rows=rows, columns=columns, elapsed_s=time.monotonic() - start)
     except Exception as exc:  # noqa: BLE001 - untrusted input; MemoryError and RecursionError included
-        status, message = _classify(exc, guard)
+        status, message = _classify(exc, guard, sql)
         return ExecResult(status, message=message, elapsed_s=time.monotonic() - start)
     finally:
         guard.deadline = float("inf")

@@ -5,7 +5,11 @@
 File formats are the official evaluator's: the gold file has one ``SQL<TAB>db_id`` line per example; the
 prediction file has one SQL per line, in the same order (text after a tab is ignored, as the official
 script does). An empty prediction line is an empty prediction (scored ``empty_output``), so both files
-must have the same number of lines. Prints execution accuracy overall and by Spider hardness, and the
+must have the same number of lines. Lines end at ``\n`` only (a ``\r`` before it is dropped): Unicode line
+separators such as U+2028 can occur inside model output and must not shift every later prediction onto
+the wrong gold query. Files are UTF-8 (a byte-order mark is ignored); other bytes, empty files, a
+``--timeout`` that is not a positive number of seconds and an ``--out`` folder that does not exist are
+usage errors (exit 2). Prints execution accuracy overall and by Spider hardness, and the
 count of each outcome. An example whose database file is missing is reported as skipped, not scored 0.
 """
 
@@ -13,11 +17,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
+from evalkit.data.files import decode_utf8
+from evalkit.data.spider import check_database
 from evalkit.errors import DataError
 from evalkit.metrics.execution_accuracy import ExecutionResult, Outcome, score_execution
 from evalkit.sandbox import Limits, Sandbox
@@ -34,18 +42,26 @@ class Pair:
 
 
 def _lines(path: Path, what: str) -> list[str]:
+    """The file's lines, split at "\n" only, each without one trailing "\r"; the final newline ends the
+    last line rather than starting an empty one."""
     try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        data = path.read_bytes()
     except OSError as exc:
         raise DataError(f"cannot read the {what} file {path}: {exc.strerror}. Fix: pass an existing file.") from exc
-    while lines and not lines[-1].strip():
+    text = decode_utf8(data, path)
+    if not text:
+        raise DataError(f"{path} is empty. Fix: pass the {what} file with one line per example.")
+    lines = text.split("\n")
+    if lines[-1] == "":
         lines.pop()
-    return lines
+    return [line.removesuffix("\r") for line in lines]
 
 
 def read_pairs(gold_file: Path, pred_file: Path) -> list[Pair]:
     """Pair the gold lines with the prediction lines; a malformed file raises a DataError naming the line."""
     gold_lines = _lines(gold_file, "gold")
+    while gold_lines and not gold_lines[-1].strip():  # blank lines after the last example are no examples
+        gold_lines.pop()
     pred_lines = _lines(pred_file, "prediction")
     pairs = []
     for number, line in enumerate(gold_lines, start=1):
@@ -89,6 +105,29 @@ def format_report(results: list[ExecutionResult], skipped: Counter[str]) -> str:
     return "\n".join(lines)
 
 
+def _seconds(text: str) -> float:
+    """--timeout: a finite number of seconds above 0 (0, a negative value or nan would fail every gold query)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number of seconds > 0 (e.g. 5)")
+    return value
+
+
+def _db_path(folder: Path, db_id: str) -> Path:
+    return folder / db_id / f"{db_id}.sqlite"
+
+
+def _open_out(path: Path) -> TextIO:
+    """Open --out before any query runs, so a bad path costs nothing."""
+    try:
+        return path.open("w", encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"--out: cannot write {path} ({exc.strerror}). Fix: pass a writable file path.") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evalkit.spider_score", description=__doc__.split("\n\n")[0])
     parser.add_argument("--gold", type=Path, required=True, help="gold file, one 'SQL<TAB>db_id' per line")
@@ -96,22 +135,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", type=Path, required=True, help="database folder holding <db_id>/<db_id>.sqlite")
     parser.add_argument("--keep-distinct", action="store_true", help="keep DISTINCT when running both queries (official flag)")
     parser.add_argument("--out", type=Path, help="write one JSON line per pair (index, db_id, outcome, score, reason, ...)")
-    parser.add_argument("--timeout", type=float, default=Limits.timeout_s, help="seconds per query (default %(default)s)")
+    parser.add_argument("--timeout", type=_seconds, default=Limits.timeout_s, help="seconds per query (default %(default)s)")
     args = parser.parse_args(argv)
     try:
         pairs = read_pairs(args.gold, args.pred)
         if not args.db.is_dir():
             raise DataError(f"database folder not found: {args.db}. Fix: pass the folder holding <db_id>/<db_id>.sqlite.")
+        for db_id in sorted({pair.db_id for pair in pairs}):  # a 0-byte file would fail every gold query
+            if _db_path(args.db, db_id).is_file():
+                check_database(_db_path(args.db, db_id))
+        if args.out and not args.out.parent.is_dir():
+            raise DataError(f"--out: the folder {args.out.parent} does not exist. Fix: create it, or write the "
+                            "scores elsewhere.")
+        out = _open_out(args.out) if args.out else None
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     results: list[ExecutionResult] = []
     skipped: Counter[str] = Counter()
-    out = args.out.open("w", encoding="utf-8") if args.out else None
     try:
         with Sandbox(Limits(timeout_s=args.timeout)) as sandbox:
             for pair in pairs:
-                db_path = args.db / pair.db_id / f"{pair.db_id}.sqlite"
+                db_path = _db_path(args.db, pair.db_id)
                 if not db_path.is_file():
                     skipped[pair.db_id] += 1
                     record = {"index": pair.index, "db_id": pair.db_id, "outcome": "skipped", "score": None,

@@ -2,25 +2,30 @@
 
 Why these choices (each a library routine, wrapped so every report and gate uses the same rules):
 
-- **One score** (:func:`mean_ci`). Unclustered 0/1 scores get the Wilson score interval (statsmodels
+- **One score** (:func:`mean_ci`). Unstratified 0/1 scores get the Wilson score interval (statsmodels
   ``proportion_confint``): the Wald interval collapses to a point at 0 % or 100 % accuracy, which a
-  135M model does reach on small samples. Other unclustered scores get the Student-t interval. When
-  items share a source (MMLU: the subject) the SE is cluster-robust, exactly Miller's
-  ``sqrt(C/(C-1) * sum_c (sum_{i in c} (x_i - mean))^2) / n`` (statsmodels OLS on a constant with
-  ``cov_type="cluster"``), and the interval uses t with C-1 degrees of freedom, because CI samples
-  often have only a handful of subjects and a normal quantile would overstate the certainty. For 0/1
-  scores the clustered interval is never narrower than the Wilson interval (a design effect below 1 is
-  not credited, as survey practice does): without that floor, 0 of 4 correct across two subjects would
-  get the zero-width interval [0, 0].
+  135M model does reach on small samples. Other unstratified scores get the Student-t interval.
+- **Strata** (MMLU and multiple-choice files: the subject). The subjects are fixed strata of a fixed test
+  set, not a random sample of subjects, so the SE is the stratified one,
+  ``sqrt(sum_h (n_h/n)^2 s_h^2 / n_h)`` with ``s_h^2`` the sample variance within stratum h, and the
+  interval uses t with ``n - H`` degrees of freedom (H strata). A subject-clustered SE was used before and
+  rejected: with the two or three subjects a category has in a small selection it has one or two degrees
+  of freedom, and 202 questions got a [0, 93] % interval. When a stratum holds a single item its variance
+  cannot be estimated, and the unstratified interval is used (conservative: it also counts the
+  variation between strata). For 0/1 scores the stratified interval is never narrower than the Wilson
+  interval (a design effect below 1 is not credited, as survey practice does): without that floor, 0 of
+  4 correct across two subjects would get the zero-width interval [0, 0].
 - **Two variants on the same items** (:func:`paired_delta`): the per-item difference
-  ``d_i = other_i - base_i``, far tighter than comparing two independent CIs. Unclustered 0/1 scores get
+  ``d_i = other_i - base_i``, far tighter than comparing two independent CIs. Unstratified 0/1 scores get
   the Agresti-Min (2005) interval, the paired Wald interval after adding 0.5 to each cell of the 2x2
   table (the plain Wald interval has zero width when no item changed), and the exact McNemar p-value
-  (scipy ``binomtest`` on the discordant counts b, c). Clustered scores get the cluster-robust paired t
-  interval and test (for 0/1 scores never narrower than Agresti-Min's, as for single scores); other
-  unclustered scores the paired t interval and test. A paired cluster bootstrap was rejected: with the few subjects
-  of a CI sample it has few distinct resamples, and it needs a seed, while the analytic SE is
+  (scipy ``binomtest`` on the discordant counts b, c). Stratified scores get the stratified paired t
+  interval and test (for 0/1 scores the interval is the union with Agresti-Min's and the p-value the larger
+  of the two tests', so "p < 0.05" and "the CI excludes 0" never disagree); other unstratified scores the
+  paired t interval and test. A paired bootstrap was rejected: it needs a seed, while the analytic SE is
   deterministic (so serial and pytest-xdist runs agree to the last digit).
+- **Macro** (:func:`macro_ci`): the mean of the stratum means (every subject weighs the same), with the
+  stratified SE under equal weights ``sqrt(sum_h s_h^2 / n_h) / H`` and the same rules.
 - **Gates** judge a figure against a threshold with a one-sided test at the CI's level
   (:func:`violation_p_value`); without correction, "the p-value is below (1 - confidence) / 2" is the
   same decision as "the whole 95 % CI lies on the wrong side". :func:`holm` adjusts several gates at once.
@@ -46,11 +51,11 @@ Direction = Literal[">=", "<="]
 class Estimate:
     """A mean with its standard error and confidence interval.
 
-    ``method`` is ``wilson`` (unclustered 0/1), ``t`` (unclustered, other values) or ``cluster-t``;
+    ``method`` is ``wilson`` (unstratified 0/1), ``t`` (unstratified, other values) or ``stratified-t``;
     ``df`` is the t distribution's degrees of freedom (None for Wilson, which is a normal-theory score
-    interval). ``n_clusters`` is None when no clustering was applied. ``wilson_floor`` marks a clustered
-    0/1 estimate whose interval is the union of the cluster-t and the Wilson intervals (``se`` stays
-    the cluster-robust SE).
+    interval). ``n_strata`` is None when no stratification was applied. ``wilson_floor`` marks a stratified
+    0/1 estimate whose interval is the union of the stratified-t and the Wilson intervals (``se`` stays
+    the stratified SE).
     """
 
     mean: float
@@ -58,7 +63,7 @@ class Estimate:
     lo: float
     hi: float
     n: int
-    n_clusters: int | None
+    n_strata: int | None
     method: str
     df: float | None
     confidence: float
@@ -71,7 +76,7 @@ class PairedDelta:
 
     ``b`` counts items the base got right and the other variant wrong, ``c`` the reverse (both 0 when
     the scores are not all 0/1). ``test`` names the p-value's test. ``adjusted`` is the Agresti-Min
-    (center, SE) for 0/1 scores, which the CI is built from (with clusters: its union with cluster-t).
+    (center, SE) for 0/1 scores, which the CI is built from (with strata: its union with stratified-t).
     """
 
     delta: float
@@ -79,7 +84,7 @@ class PairedDelta:
     lo: float
     hi: float
     n: int
-    n_clusters: int | None
+    n_strata: int | None
     p_value: float
     b: int
     c: int
@@ -102,29 +107,33 @@ def _is_binary(array: np.ndarray) -> bool:
     return bool(np.all((array == 0) | (array == 1)))
 
 
-def _cluster_codes(clusters: Sequence[object] | None, n: int) -> np.ndarray | None:
-    """Integer codes for the clusters, or None when clustering does not apply (absent or a single cluster)."""
-    if clusters is None:
+def _stratum_codes(strata: Sequence[object] | None, n: int) -> np.ndarray | None:
+    """Integer codes for the strata, or None when stratification does not apply: absent, a single
+    stratum, or a stratum of one item (whose variance cannot be estimated; see the module docstring)."""
+    if strata is None:
         return None
-    if len(clusters) != n:
-        raise ValueError(f"clusters: {len(clusters)} labels for {n} values; give one cluster label per value.")
-    _, codes = np.unique(np.asarray([str(c) for c in clusters]), return_inverse=True)
-    return codes if codes.max() >= 1 else None
+    if len(strata) != n:
+        raise ValueError(f"strata: {len(strata)} labels for {n} values; give one stratum label per value.")
+    _, codes, sizes = np.unique(np.asarray([str(s) for s in strata]), return_inverse=True, return_counts=True)
+    return codes if sizes.size >= 2 and sizes.min() >= 2 else None
 
 
-def _mean_se_df(array: np.ndarray, codes: np.ndarray | None) -> tuple[float, float, float]:
-    """(mean, SE, t degrees of freedom): cluster-robust (df = C-1) or the plain sd/sqrt(n) (df = n-1)."""
-    mean = float(array.mean())
-    if codes is None:
-        if array.size < 2:
-            return mean, math.nan, math.nan
-        return mean, float(array.std(ddof=1) / math.sqrt(array.size)), float(array.size - 1)
-    import statsmodels.api as sm
+def _stratified_se(array: np.ndarray, codes: np.ndarray, equal_weights: bool = False) -> tuple[float, float, float]:
+    """(mean, SE, t degrees of freedom) of the stratified mean: weights n_h/n (the plain mean) or 1/H
+    (the macro mean); df = n - H."""
+    sizes = np.bincount(codes).astype(float)
+    means = np.bincount(codes, weights=array) / sizes
+    within = np.bincount(codes, weights=(array - means[codes]) ** 2) / (sizes - 1)  # s_h^2
+    weights = np.full(sizes.size, 1 / sizes.size) if equal_weights else sizes / array.size
+    se = math.sqrt(float(np.sum(weights ** 2 * within / sizes)))
+    return float(np.sum(weights * means)), se, float(array.size - sizes.size)
 
-    if np.all(array == array[0]):  # no variation: statsmodels would divide 0 by 0
-        return mean, 0.0, float(codes.max())
-    fit = sm.OLS(array, np.ones(array.size)).fit(cov_type="cluster", cov_kwds={"groups": codes}, use_t=True)
-    return mean, float(fit.bse[0]), float(codes.max())  # codes.max() = C - 1
+
+def _plain_se(array: np.ndarray) -> tuple[float, float, float]:
+    """(mean, sd/sqrt(n), n - 1); the SE is NaN for a single item."""
+    if array.size < 2:
+        return float(array.mean()), math.nan, math.nan
+    return float(array.mean()), float(array.std(ddof=1) / math.sqrt(array.size)), float(array.size - 1)
 
 
 def _t_quantile(confidence: float, df: float) -> float:
@@ -136,33 +145,59 @@ def _check_confidence(confidence: float) -> None:
         raise ValueError(f"confidence must be between 0 and 1 (e.g. 0.95), got {confidence}.")
 
 
-def mean_ci(values: Sequence[float], clusters: Sequence[object] | None = None, confidence: float = 0.95) -> Estimate:
-    """Mean of per-item scores with its SE and CI (Wilson, t, or cluster-robust t; see the module docstring)."""
-    _check_confidence(confidence)
-    array = _as_array(values, "values")
-    codes = _cluster_codes(clusters, array.size)
-    n_clusters = None if codes is None else int(codes.max()) + 1
-    if codes is None and _is_binary(array):
-        from statsmodels.stats.proportion import proportion_confint
+def _wilson(mean: float, n: int, confidence: float) -> tuple[float, float]:
+    from statsmodels.stats.proportion import proportion_confint
 
-        count, n = int(array.sum()), array.size
-        lo, hi = proportion_confint(count, n, alpha=1 - confidence, method="wilson")
-        mean = count / n
-        return Estimate(mean, math.sqrt(mean * (1 - mean) / n), float(lo), float(hi), n, None, "wilson", None, confidence)
-    mean, se, df = _mean_se_df(array, codes)
+    lo, hi = proportion_confint(mean * n, n, alpha=1 - confidence, method="wilson")
+    return float(lo), float(hi)
+
+
+def _t_estimate(array: np.ndarray, mean: float, se: float, df: float, n_strata: int | None,
+                confidence: float) -> Estimate:
+    """The t interval, and for stratified 0/1 scores its union with the Wilson interval at the same mean."""
     half = _t_quantile(confidence, df) * se
     lo, hi = mean - half, mean + half
-    if codes is not None and _is_binary(array):
-        wilson = mean_ci(array, None, confidence)
-        return Estimate(mean, se, max(0.0, min(lo, wilson.lo)), min(1.0, max(hi, wilson.hi)),
-                        array.size, n_clusters, "cluster-t", df, confidence, wilson_floor=True)
-    return Estimate(mean, se, lo, hi, array.size, n_clusters, "t" if codes is None else "cluster-t", df, confidence)
+    if n_strata is None:
+        return Estimate(mean, se, lo, hi, array.size, None, "t", df, confidence)
+    if _is_binary(array):
+        wilson_lo, wilson_hi = _wilson(mean, array.size, confidence)
+        return Estimate(mean, se, max(0.0, min(lo, wilson_lo)), min(1.0, max(hi, wilson_hi)),
+                        array.size, n_strata, "stratified-t", df, confidence, wilson_floor=True)
+    return Estimate(mean, se, lo, hi, array.size, n_strata, "stratified-t", df, confidence)
+
+
+def mean_ci(values: Sequence[float], strata: Sequence[object] | None = None, confidence: float = 0.95) -> Estimate:
+    """Mean of per-item scores with its SE and CI (Wilson, t, or stratified t; see the module docstring)."""
+    _check_confidence(confidence)
+    array = _as_array(values, "values")
+    codes = _stratum_codes(strata, array.size)
+    if codes is None and _is_binary(array):
+        mean = float(array.mean())
+        lo, hi = _wilson(mean, array.size, confidence)
+        return Estimate(mean, math.sqrt(mean * (1 - mean) / array.size), lo, hi, array.size, None, "wilson", None,
+                        confidence)
+    if codes is None:
+        return _t_estimate(array, *_plain_se(array), None, confidence)
+    return _t_estimate(array, *_stratified_se(array, codes), int(codes.max()) + 1, confidence)
+
+
+def macro_ci(values: Sequence[float], strata: Sequence[object], confidence: float = 0.95) -> Estimate:
+    """The mean of the stratum means (each stratum weighs the same), with the stratified SE under equal
+    weights. With a single-item stratum the stratum means themselves are the sample (t interval over them)."""
+    _check_confidence(confidence)
+    array = _as_array(values, "values")
+    codes = _stratum_codes(strata, array.size)
+    if codes is None:
+        _, codes = np.unique(np.asarray([str(s) for s in strata]), return_inverse=True)
+        means = np.bincount(codes, weights=array) / np.bincount(codes)
+        return _t_estimate(means, *_plain_se(means), None, confidence)
+    return _t_estimate(array, *_stratified_se(array, codes, equal_weights=True), int(codes.max()) + 1, confidence)
 
 
 def paired_delta(
     base: Sequence[float],
     other: Sequence[float],
-    clusters: Sequence[object] | None = None,
+    strata: Sequence[object] | None = None,
     confidence: float = 0.95,
 ) -> PairedDelta:
     """``other - base`` on the same items (same order), with a paired CI and p-value (module docstring)."""
@@ -171,15 +206,15 @@ def paired_delta(
     if base_a.size != other_a.size:
         raise ValueError(f"paired_delta: base has {base_a.size} items and other {other_a.size}; "
                          "pair the same items in the same order.")
-    codes = _cluster_codes(clusters, base_a.size)
-    n_clusters = None if codes is None else int(codes.max()) + 1
+    codes = _stratum_codes(strata, base_a.size)
+    n_strata = None if codes is None else int(codes.max()) + 1
     diff = other_a - base_a
-    delta, se, df = _mean_se_df(diff, codes)
+    delta, se, df = _plain_se(diff) if codes is None else _stratified_se(diff, codes)
     half = _t_quantile(confidence, df) * se
     lo, hi = delta - half, delta + half
+    t_test = "paired t" if codes is None else "paired t (stratified SE)"
     if not (_is_binary(base_a) and _is_binary(other_a)):
-        test = "paired t (cluster-robust SE)" if codes is not None else "paired t"
-        return PairedDelta(delta, se, lo, hi, base_a.size, n_clusters, _two_sided_t_p(delta, se, df), 0, 0, test,
+        return PairedDelta(delta, se, lo, hi, base_a.size, n_strata, _two_sided_t_p(delta, se, df), 0, 0, t_test,
                            df, confidence)
     b = int(np.sum((base_a == 1) & (other_a == 0)))
     c = int(np.sum((base_a == 0) & (other_a == 1)))
@@ -189,11 +224,12 @@ def paired_delta(
         test, df, se = "exact McNemar", None, se_adjusted
         lo, hi = center - z * se_adjusted, center + z * se_adjusted
         p_value = float(sps.binomtest(c, b + c, 0.5).pvalue) if b + c else 1.0
-    else:
-        test, p_value = "paired t (cluster-robust SE)", _two_sided_t_p(delta, se, df)
+    else:  # the interval is the union of both, so the p-value is the larger of both tests'
+        test = t_test
+        p_value = max(_two_sided_t_p(delta, se, df), float(2 * sps.norm.sf(abs(center) / se_adjusted)))
         lo, hi = min(lo, center - z * se_adjusted), max(hi, center + z * se_adjusted)
     # A difference of two proportions lies in [-1, 1].
-    return PairedDelta(delta, se, max(-1.0, lo), min(1.0, hi), base_a.size, n_clusters, p_value, b, c, test, df,
+    return PairedDelta(delta, se, max(-1.0, lo), min(1.0, hi), base_a.size, n_strata, p_value, b, c, test, df,
                        confidence, adjusted=(center, se_adjusted))
 
 
@@ -217,8 +253,8 @@ def violation_p_value(figure: Estimate | PairedDelta, threshold: float, directio
 
     Small means strong evidence of a violation. At level ``(1 - confidence) / 2`` this is the same
     decision as the CI lying wholly on the wrong side: for a Wilson estimate it is the score test that
-    the Wilson interval inverts, for an unclustered 0/1 delta the Wald test of the Agresti-Min interval,
-    otherwise the t test that the t interval inverts (for clustered 0/1 figures, the larger of the two
+    the Wilson interval inverts, for an unstratified 0/1 delta the Wald test of the Agresti-Min interval,
+    otherwise the t test that the t interval inverts (for stratified 0/1 figures, the larger of the two
     p-values, as their interval is the union of both).
     """
     if direction not in (">=", "<="):
@@ -232,7 +268,7 @@ def violation_p_value(figure: Estimate | PairedDelta, threshold: float, directio
     if isinstance(figure, PairedDelta) and figure.adjusted is not None:
         center, se_adjusted = figure.adjusted
         adjusted = float(sps.norm.cdf(sign * (center - threshold) / se_adjusted))
-        if figure.n_clusters is None:
+        if figure.n_strata is None:
             return adjusted
     if math.isnan(figure.se):
         return math.nan

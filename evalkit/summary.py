@@ -5,7 +5,7 @@ a baseline file) into a :class:`Summary`: for each suite, each variant's score o
 per cluster (micro: every example weighs the same), its macro score (mean of cluster scores), the counts
 of outcomes and, for multiple-choice suites, of predicted answer positions; and for each adapter its
 **paired** delta against the base on the examples both scored (:mod:`evalkit.stats`). A suite's
-:class:`Layout` says how: which groups in which order, and whether CIs are clustered.
+:class:`Layout` says how: which groups in which order, and whether CIs are stratified by cluster.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from evalkit.stats import Estimate, PairedDelta, mean_ci, paired_delta
+from evalkit.stats import Estimate, PairedDelta, macro_ci, mean_ci, paired_delta
 
 BASE = "base"
 ALL = "all"
@@ -213,9 +213,9 @@ def _counts(records: Iterable[CaseRecord]) -> Counts:
     )
 
 
-def _macro(figures: Figures, confidence: float) -> Estimate:
-    """The mean of cluster scores; its CI treats the clusters as the sample (a t interval over one value each)."""
-    return mean_ci([e.mean for e in figures.clusters.values()], None, confidence)
+def _macro(records: Sequence[CaseRecord], confidence: float) -> Estimate:
+    """The mean of cluster scores; the clusters are fixed strata, so its CI is stratified (stats.macro_ci)."""
+    return macro_ci([r.score for r in records], [r.cluster for r in records], confidence)
 
 
 def _chance_warnings(suite: str, layout: Layout, scored: Mapping[str, Sequence[CaseRecord]],
@@ -277,7 +277,7 @@ def summarize(records: Iterable[CaseRecord], variants: Sequence[str], layouts: M
             suite, templates.get(suite, ""), layout,
             counts={v: _counts(rs) for v, rs in by_variant.items() if rs},
             scores=scores, deltas=deltas,
-            macro={v: _macro(f, confidence) for v, f in scores.items() if len(f.clusters) > 1},
+            macro={v: _macro(scored[v], confidence) for v, f in scores.items() if len(f.clusters) > 1},
             outcomes={v: dict(sorted(Counter(r.outcome for r in rs).items())) for v, rs in scored.items() if rs},
             predicted={v: dict(sorted(Counter(r.extracted or "unparseable" for r in rs).items()))
                        for v, rs in scored.items() if rs and layout.choices},

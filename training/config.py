@@ -6,21 +6,30 @@ by type without coercion (``epochs: "3"`` is an error, not 3), and every problem
 one :class:`~evalkit.errors.ConfigError` that names the file, the key and the fix.
 
 YAML quirk handled here: PyYAML follows YAML 1.1, where ``2e-4`` (no dot) is a *string*. The loader
-below reads it as a float, as YAML 1.2 and every human do.
+below reads it as a float, as YAML 1.2 and every human do. A key given twice is an error (YAML and JSON
+parsers keep the last one silently), and so is a number that is not finite.
+
+What can be checked on disk without loading anything is checked too: ``output_dir`` can be created and
+written, ``model.base`` is a folder or (offline) a model in the local hub cache, and each of
+``lora.target_modules`` names a module of the base model when its weights are a local safetensors file.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
+import struct
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from evalkit.data.files import decode_utf8
 from evalkit.errors import ConfigError
+from evalkit.paths import folder_problem
 from evalkit.models import EMBEDDED
 
 SPLIT_HINT = ("use data.split: train (or train_spider / train_others), or set data.allow_eval_split: true "
@@ -28,7 +37,7 @@ SPLIT_HINT = ("use data.split: train (or train_spider / train_others), or set da
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class ModelSection(_Section):
@@ -60,7 +69,7 @@ class LoraSection(_Section):
     alpha: Annotated[float, Field(gt=0)] = 32
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.05
     # [all-linear] is peft's shorthand for every linear layer except the output head.
-    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    target_modules: Annotated[list[str], Field(min_length=1)] = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 
 class QuantizationSection(_Section):
@@ -116,7 +125,15 @@ class TrainingConfig(_Section):
 
 def _yaml_loader() -> type[yaml.SafeLoader]:
     class Loader(yaml.SafeLoader):
-        pass
+        def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+            first: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if isinstance(key, (str, int, float, bool)) and key in first:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"found duplicate key {key!r} (first on line {first[key] + 1})", key_node.start_mark)
+                first.setdefault(key, key_node.start_mark.line)
+            return super().construct_mapping(node, deep)
 
     Loader.add_implicit_resolver(
         "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"), list("-+0123456789.")
@@ -153,6 +170,8 @@ _TYPE_FIXES = {
     "model_type": "write a mapping of keys under this section",
     "missing": "add this key",
     "literal_error": "use one of the values listed",
+    "finite_number": "write a finite number, e.g. 0.0002",
+    "too_short": "list at least one, e.g. [q_proj, v_proj]",
 }
 
 
@@ -177,18 +196,93 @@ def _describe(error: dict[str, Any]) -> str:
 
 
 def _check_paths(config: TrainingConfig) -> list[str]:
-    """Files the run needs that can be checked without loading anything."""
-    problems = []
-    base = config.model.base
-    if base not in EMBEDDED and base.startswith((".", "/", "~")):
-        path = Path(base).expanduser()
-        if not (path / "config.json").is_file():
-            problems.append(f"model.base: {base!r} is not a folder with config.json. Fix: point it at a folder "
-                            f"written by save_pretrained, use a hub id such as Qwen/Qwen2-7B-Instruct, or the alias "
-                            f"{next(iter(EMBEDDED))!r}.")
+    """Files and folders the run needs that can be checked without loading anything."""
+    problems = [*_check_output_dir(config.output_dir), *_check_base(config.model.base)]
     if config.data.data_dir is not None and not (Path(config.data.data_dir).expanduser() / "spider").is_dir():
         problems.append(f"data.data_dir: {config.data.data_dir!r} has no spider/ folder. Fix: point it at the data "
                         "folder (the one holding spider/ and spider_syn/), or remove the key to use TRADEOFF_DATA_DIR.")
+    if not problems and config.lora.target_modules != ["all-linear"]:
+        problems += _check_target_modules(config.lora.target_modules, config.model.base)
+    return problems
+
+
+def _check_output_dir(output_dir: str) -> list[str]:
+    """output_dir names a folder that exists or can be created, and can be written (tried, not read from
+    permission bits): otherwise the run fails after loading the model."""
+    if not output_dir.strip():
+        return ["output_dir: empty. Fix: name the folder the run writes its adapters to, e.g. runs/my-run."]
+    problem = folder_problem(Path(output_dir))
+    if problem:
+        return [f"output_dir: {output_dir!r}: {problem}. Fix: choose a folder you can write to."]
+    return []
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _check_base(base: str) -> list[str]:
+    """A local folder needs config.json; a name that is not one is a hub id, which offline must be cached."""
+    if base in EMBEDDED:
+        return []
+    path = Path(base).expanduser()
+    if path.exists() or base.startswith((".", "/", "~")):
+        if (path / "config.json").is_file():
+            return []
+        return [f"model.base: {base!r} is not a folder with config.json. Fix: point it at a folder written by "
+                f"save_pretrained, use a hub id such as Qwen/Qwen2-7B-Instruct, or the alias {next(iter(EMBEDDED))!r}."]
+    if not _hub_offline():
+        return []  # a hub id, downloaded when the run starts
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(base, "config.json", cache_dir=os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE)
+    if isinstance(cached, str):
+        return []
+    return [f"model.base: {base!r} is not a folder (no {path.absolute()}) nor in the local hub cache, and "
+            f"HF_HUB_OFFLINE is set. Fix: correct the path (./{base} for a folder), or download the model once: "
+            f"HF_HUB_OFFLINE=0 hf download {base}."]
+
+
+def _local_weights(base: str) -> Path | None:
+    """The base model's local folder when its weights are there without converting anything, else None."""
+    if base in EMBEDDED:
+        from evalkit.paths import cache_dir
+
+        folder = cache_dir() / "models" / base  # written by evalkit.models.materialise_embedded on first use
+    else:
+        folder = Path(base).expanduser()
+    return folder if (folder / "config.json").is_file() else None
+
+
+def _module_names(folder: Path) -> set[str]:
+    """Module names that own a weight, from the safetensors header(s) (JSON read, no tensor loaded);
+    empty when the weights are in another format."""
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        tensors = list(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}))
+    elif (folder / "model.safetensors").is_file():
+        with (folder / "model.safetensors").open("rb") as handle:
+            size = struct.unpack("<Q", handle.read(8))[0]
+            tensors = [name for name in json.loads(handle.read(size)) if name != "__metadata__"]
+    else:
+        return set()
+    return {name.rpartition(".")[0] for name in tensors if name.endswith((".weight", ".bias"))}
+
+
+def _check_target_modules(targets: list[str], base: str) -> list[str]:
+    """Each target must match a module as peft matches them (the full name, or its last parts)."""
+    folder = _local_weights(base)
+    modules = _module_names(folder) if folder else set()
+    if not modules:
+        return []  # not checkable without loading the model
+    leaves = sorted({name.rpartition(".")[2] for name in modules})
+    problems = []
+    for target in targets:
+        if not any(name == target or name.endswith("." + target) for name in modules):
+            close = difflib.get_close_matches(target, leaves, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            problems.append(f"lora.target_modules: {target!r} names no module of {base!r}. Fix: {hint}modules with "
+                            f"weights are {', '.join(leaves)} (or use [all-linear]).")
     return problems
 
 
@@ -216,9 +310,19 @@ def load_config(path: str | Path) -> TrainingConfig:
     if not path.is_file():
         raise ConfigError(f"Training config not found: {path}. Fix: pass an existing file, e.g. "
                           "--config training/configs/smollm2-135m-cpu.yaml.")
-    text = path.read_text(encoding="utf-8")
+    text = decode_utf8(path.read_bytes(), path, ConfigError)
+
+    def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [key for key, _ in pairs]
+        duplicate = next((key for key in keys if keys.count(key) > 1), None)
+        if duplicate is not None:
+            raise ConfigError(f"{path}: duplicate key {duplicate!r} (the last value would win silently). "
+                              "Fix: keep one of them.")
+        return dict(pairs)
+
     try:
-        raw = json.loads(text) if path.suffix == ".json" else yaml.load(text, Loader=_yaml_loader())  # noqa: S506
+        raw = (json.loads(text, object_pairs_hook=unique_keys) if path.suffix == ".json"
+               else yaml.load(text, Loader=_yaml_loader()))  # noqa: S506
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({exc}). "
                           "Fix: correct the syntax at the position shown.") from exc

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from evalkit.errors import DataError
+from evalkit.errors import DataError, EvalkitError
 
 FETCH_HINT = "run `python -m evalkit.data fetch --from <folder with spider/ and mmlu/>` or pass --data-dir"
 
@@ -36,6 +36,18 @@ def require_file(path: Path, what: str) -> Path:
     if not path.is_file():
         raise DataError(f"{what} not found: {path}. Fix: {FETCH_HINT}.")
     return path
+
+
+def decode_utf8(data: bytes, path: Path, error: type[EvalkitError] = DataError) -> str:
+    """UTF-8 text without a leading byte-order mark (editors on Windows write one; it would otherwise
+    become part of the first line). Other bytes are never replaced silently: ``error`` names the file,
+    the line and the byte."""
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise error(f"{path}, line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}). "
+                    "Fix: save the file as UTF-8.") from None
 
 
 def read_json(path: Path, what: str) -> Any:

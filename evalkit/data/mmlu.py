@@ -2,6 +2,7 @@
 
 Each row is ``question,A,B,C,D,answer`` with no header. Files mix LF and CRLF and 1285 rows hold
 newlines inside quoted fields, so rows are read with :mod:`csv` (``newline=""``), never split by lines.
+A UTF-8 byte-order mark (an edited copy) is dropped; a file without rows is an error.
 
 Categories follow Hendrycks' ``categories.py`` (subject -> subcategory -> category). The one subject that
 lm-evaluation-harness maps differently is ``anatomy`` (Hendrycks: other/health, harness: STEM); pass
@@ -106,7 +107,7 @@ def _read_subject(path: Path, subject: str, split: str, scheme: Scheme) -> list[
         raise DataError(f"MMLU file not found: {path}. Fix: {FETCH_HINT}.")
     questions = []
     try:
-        with path.open(encoding="utf-8", newline="") as handle:
+        with path.open(encoding="utf-8-sig", newline="") as handle:  # -sig: a byte-order mark is not question text
             reader = csv.reader(handle)
             for row in reader:
                 if not row:  # a blank line, e.g. a doubled final newline
@@ -139,6 +140,8 @@ def _read_subject(path: Path, subject: str, split: str, scheme: Scheme) -> list[
         raise DataError(f"{path} is not UTF-8 text (byte {exc.start}). Fix: restore the original CSV.") from exc
     except csv.Error as exc:
         raise DataError(f"{path}: unreadable CSV ({exc}). Fix: restore the original CSV.") from exc
+    if not questions:  # every MMLU file has rows; an empty one would silently drop its subject
+        raise DataError(f"{path} has no questions. Fix: restore the original CSV ({FETCH_HINT}).")
     return questions
 
 
@@ -148,8 +151,9 @@ def load_mmlu(
     subjects: list[str] | tuple[str, ...] | None = None,
     scheme: Scheme = "hendrycks",
 ) -> list[MMLUQuestion]:
-    """Load a split of MMLU, subjects in alphabetical order and questions in file order."""
-    chosen = tuple(subjects) if subjects else SUBJECTS
+    """Load a split of MMLU, subjects in the order given (alphabetical by default), each once, and
+    questions in file order."""
+    chosen = tuple(dict.fromkeys(subjects)) if subjects else SUBJECTS  # a repeated name would double its questions
     unknown = sorted(set(chosen) - set(SUBJECTS))
     if unknown:
         raise DataError(f"Unknown MMLU subject(s): {', '.join(unknown)}. Fix: use names such as 'abstract_algebra'.")

@@ -8,6 +8,9 @@ Train comes in two formats. The original ``spider/train_spider.json`` / ``train_
 
 An example whose database file is missing (here: ``wta_1``, 62 dev questions) keeps ``db_path=None``
 and a ``skip_reason``: callers report it as skipped, never as a score of 0 and never silently dropped.
+A database file that is present but cannot be one (0 bytes, no SQLite header, no tables) is a
+:class:`DataError` at load time: SQLite opens a 0-byte file as an empty database, and a run would
+otherwise generate SQL against an empty schema and report every gold query as failing.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from evalkit.errors import DataError
 from evalkit.paths import data_dir as resolve_data_dir
 
 Split = Literal["dev", "train", "train_spider", "train_others"]
+SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 @dataclass(frozen=True)
@@ -71,9 +75,41 @@ def spider_root(data_dir: str | Path | None = None) -> Path:
 
 
 def database_path(db_id: str, data_dir: str | Path | None = None) -> Path | None:
-    """Path of ``database/<db_id>/<db_id>.sqlite``, or None when the file is absent."""
+    """Path of ``database/<db_id>/<db_id>.sqlite``, or None when the file is absent; a file that is no
+    usable database raises :class:`DataError` (:func:`check_database`)."""
     path = spider_root(data_dir) / "database" / db_id / f"{db_id}.sqlite"
-    return path if path.is_file() else None
+    if not path.is_file():
+        return None
+    check_database(path)
+    return path
+
+
+def check_database(path: Path) -> None:
+    """Raise :class:`DataError` naming the file and the fix when it is empty, not SQLite, or has no table."""
+    stat = path.stat()
+    problem = _database_problem(path.resolve(), stat.st_mtime_ns, stat.st_size)
+    if problem:
+        raise DataError(f"{path} {problem}. Fix: restore it from the Spider release (check the copy with "
+                        f"`python -m evalkit.data verify`, or fetch it again: {FETCH_HINT}).")
+
+
+@functools.lru_cache(maxsize=1024)
+def _database_problem(path: Path, _mtime_ns: int, size: int) -> str | None:
+    """Why the file cannot be a Spider database, or None (cached per file version: loaders call it often)."""
+    if size == 0:
+        return "is an empty file (0 bytes), not a database"
+    with path.open("rb") as handle:
+        if handle.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
+            return "is not a readable SQLite database (no SQLite header)"
+    try:
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro&immutable=1", uri=True)
+        try:
+            tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        return f"is not a readable SQLite database ({exc})"
+    return None if tables else "has no tables"
 
 
 @functools.cache
@@ -157,6 +193,7 @@ def load_spider(split: Split = "dev", data_dir: str | Path | None = None) -> lis
 def connect_readonly(db_path: Path) -> sqlite3.Connection:
     """Open a database read-only and immutable; a corrupt file raises a DataError naming it."""
     require_file(db_path, "Spider database")
+    check_database(db_path)
     conn = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
     conn.text_factory = lambda b: b.decode(errors="ignore")  # as the official evaluator does
     try:

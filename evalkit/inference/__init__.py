@@ -14,10 +14,11 @@ Both take a :class:`~evalkit.models.LoadedModel` (run by the transformers backen
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from evalkit.errors import ConfigError
+from evalkit.errors import CacheError, ConfigError
 from evalkit.inference.backend import Backend
 from evalkit.inference.cache import ResultCache, default_cache_path, result_key
 from evalkit.inference.engine import HFBackend
@@ -48,7 +49,8 @@ def _progress_bar(progress: bool | str, total: int, default: str, unit: str) -> 
 def _cached_run(keys: Sequence[str], compute: Callable[[list[int]], Iterator[list[tuple[int, Any]]]], *,
                 cache: ResultCache | None, kind: str, model_key: str, progress: bool | str, unit: str) -> list[Any]:
     """Serve ``keys`` from the cache, compute the rest (``compute`` gets the indices of distinct missing
-    keys and yields per-batch ``(index, value)`` lists), store each batch as it finishes."""
+    keys and yields per-batch ``(index, value)`` lists), store each batch as it finishes. A batch the
+    cache cannot store is still returned: a warning says so and the rest of the call runs uncached."""
     first: dict[str, int] = {}
     for index, key in enumerate(keys):
         first.setdefault(key, index)
@@ -60,7 +62,12 @@ def _cached_run(keys: Sequence[str], compute: Callable[[list[int]], Iterator[lis
         for batch in compute(missing):
             done = {keys[index]: value for index, value in batch}
             if cache is not None:
-                cache.put_many(done, kind=kind, model_key=model_key)
+                try:
+                    cache.put_many(done, kind=kind, model_key=model_key)
+                except CacheError as exc:
+                    warnings.warn(f"{exc} The computed results are used; the rest of this call is not cached.",
+                                  RuntimeWarning, stacklevel=2)
+                    cache = None
             results.update(done)
             bar.update(len(batch))
     return [results[key] for key in keys]

@@ -15,7 +15,12 @@ adapter, prompt or setting.
 A file that is not a SQLite database, or fails SQLite's integrity check, is set aside (renamed
 ``<name>.corrupt-<time>``) with a warning and a fresh cache is started: it only holds recomputable
 results. A valid SQLite file that is not ours (another program's database, an older schema) is never
-touched: it raises :class:`~evalkit.errors.EvalkitError` that says how to fix it.
+touched: it raises :class:`~evalkit.errors.CacheError` that says how to fix it.
+
+Why :meth:`ResultCache.check`: a cache path that cannot be used (a folder, a path under a regular file,
+a read-only folder or file) must stop the run before hours of inference, not after the first batch was
+computed. If storing a batch fails anyway (the disk fills up mid-run), the computed results are still
+returned and a warning says they were not stored: a cache may cost a recomputation, never a result.
 """
 
 from __future__ import annotations
@@ -33,8 +38,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from evalkit.errors import EvalkitError
-from evalkit.paths import cache_dir
+from evalkit.errors import CacheError
+from evalkit.paths import cache_dir, folder_problem
 
 SCHEMA_NAME = "evalkit-results"
 SCHEMA_VERSION = "1"
@@ -69,6 +74,14 @@ class ResultCache:
 
     # ------------------------------------------------------------------------------------ public API
 
+    def check(self) -> None:
+        """Raise :class:`CacheError` now, before any computing, if the cache cannot be read and written:
+        the path is a folder or lies under a regular file, the folder or the file is read-only, or the file
+        is another program's database or an older schema. Opens (and, if new, creates) the cache."""
+        self._check_path()
+        with self._lock:
+            self._connection()
+
     def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
         """The stored values of those ``keys`` that are present."""
         found: dict[str, Any] = {}
@@ -91,10 +104,14 @@ class ResultCache:
         rows = [(key, kind, model_key, json.dumps(value, ensure_ascii=False), now) for key, value in pairs]
         with self._lock:
             conn = self._connection()
-            with self._transaction(conn):
-                conn.executemany(
-                    "INSERT OR REPLACE INTO results (key, kind, model, value, created) VALUES (?, ?, ?, ?, ?)", rows
-                )
+            try:
+                with self._transaction(conn):
+                    conn.executemany(
+                        "INSERT OR REPLACE INTO results (key, kind, model, value, created) VALUES (?, ?, ?, ?, ?)", rows
+                    )
+            except sqlite3.Error as exc:
+                raise CacheError(f"Result cache {self.path}: could not store {len(rows)} results ({exc}). "
+                                 f"Fix: {self._fix}") from exc
 
     def __len__(self) -> int:
         with self._lock:
@@ -123,10 +140,32 @@ class ResultCache:
             self._pid = os.getpid()
         return self._conn
 
+    @property
+    def _fix(self) -> str:
+        return (f"make {self.path.parent} and the cache file writable, or pass another folder "
+                "(--results-cache, TRADEOFF_CACHE_DIR, ResultCache(path)).")
+
+    def _check_path(self) -> None:
+        """The folder exists (created if need be) and the folder and the file can be written, checked by
+        trying (permission bits do not tell: root, ACLs, read-only mounts)."""
+        if self.path.is_dir():
+            raise CacheError(f"Result cache {self.path} is a folder, not a file. Fix: pass the folder that should "
+                             "hold results.sqlite as --results-cache / TRADEOFF_CACHE_DIR, or a file path to ResultCache.")
+        problem = folder_problem(self.path.parent)  # the lock, WAL and new files go there
+        try:
+            if problem is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                if self.path.exists():
+                    open(self.path, "r+b").close()
+        except OSError as exc:
+            problem = f"{self.path} cannot be written ({exc.strerror})"
+        if problem:
+            raise CacheError(f"Result cache {self.path}: {problem}. Fix: {self._fix}")
+
     def _open(self) -> sqlite3.Connection:
         """Open, validate and (if new) initialise the file, under an inter-process lock so that two
         workers never both set aside or both create it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._check_path()
         with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             problem = self._corruption()
@@ -151,13 +190,15 @@ class ResultCache:
         with self.path.open("rb") as handle:
             if handle.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
                 return "it is not a SQLite database"
-        try:
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+        try:  # as_uri() escapes '%', '#' and '?', which a hand-built file: URI would misread
+            conn = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
             try:
                 verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
             finally:
                 conn.close()
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.OperationalError as exc:  # cannot open or lock it: not a verdict on the file's content
+            raise CacheError(f"Result cache {self.path} cannot be opened ({exc}). Fix: {self._fix}") from None
+        except sqlite3.DatabaseError as exc:  # not a database, or malformed
             return f"SQLite cannot read it ({exc})"
         return None if verdict == "ok" else f"SQLite's integrity check failed ({verdict})"
 
@@ -188,13 +229,13 @@ class ResultCache:
                 return
             meta = dict(conn.execute("SELECT name, value FROM meta").fetchall()) if "meta" in tables else {}
         if meta.get("schema") != SCHEMA_NAME:
-            raise EvalkitError(
+            raise CacheError(
                 f"{self.path} is a SQLite database but not a tradeoff result cache (tables: {', '.join(sorted(tables))}). "
                 "It was left untouched. Fix: pass another cache path (ResultCache(path) / TRADEOFF_CACHE_DIR), "
                 "or move that file away."
             )
         if meta.get("version") != SCHEMA_VERSION:
-            raise EvalkitError(
+            raise CacheError(
                 f"{self.path} is a tradeoff result cache of schema version {meta.get('version')!r}; this version "
                 f"reads {SCHEMA_VERSION!r}. Fix: delete the file (results are recomputed) or use another cache path."
             )
@@ -207,7 +248,8 @@ class ResultCache:
         try:
             yield
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite has already rolled back after some errors (SQLITE_FULL)
+                conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
 
@@ -215,7 +257,7 @@ class ResultCache:
         try:
             return conn.execute(sql, params).fetchall()
         except sqlite3.DatabaseError as exc:
-            raise EvalkitError(
+            raise CacheError(
                 f"Result cache {self.path} failed while reading ({exc}). "
                 "Fix: delete the file (results are recomputed) or pass another cache path."
             ) from exc
@@ -224,7 +266,7 @@ class ResultCache:
         try:
             return json.loads(value)
         except json.JSONDecodeError as exc:
-            raise EvalkitError(
+            raise CacheError(
                 f"Result cache {self.path}: the entry {key[:16]}… is not valid JSON ({exc}); the file was modified "
                 "outside tradeoff. Fix: delete the file (results are recomputed)."
             ) from exc

@@ -198,12 +198,16 @@ class ExecutionResult:
         return data
 
 
-def _signals(extracted: str, gold_sql: str) -> tuple[str | None, bool | None]:
-    """Gold hardness and exact-set match, for analysis only; None where they cannot be computed."""
+def _signals(extracted: str, gold_sql: str, max_chars: int) -> tuple[str | None, bool | None]:
+    """Gold hardness and exact-set match, for analysis only; None where they cannot be computed. Text
+    longer than the sandbox runs (``max_chars``) is not parsed either: sqlglot takes seconds on megabytes
+    of model prose that the sandbox refuses at once."""
     try:
         hardness: str | None = spider_hardness(gold_sql)
     except (SQLParseError, RecursionError):
         hardness = None
+    if len(extracted) > max_chars:
+        return hardness, None
     try:
         exact = exact_set_match(extracted, gold_sql) if extracted else False
     except (SQLParseError, RecursionError):
@@ -226,7 +230,7 @@ def score_execution(
     extracted = extract_sql(raw_output)
     case: dict[str, Any] = dict(raw_output=raw_output, extracted_sql=extracted, gold_sql=gold_sql, db_path=str(db_path), keep_distinct=keep_distinct)
     if signals:
-        case["hardness"], case["exact_set_match"] = _signals(extracted, gold_sql)
+        case["hardness"], case["exact_set_match"] = _signals(extracted, gold_sql, sandbox.limits.max_sql_chars)
     gold: ExecResult = sandbox.run(db_path, official_rewrite(gold_sql, keep_distinct))
     if not gold.ok:
         return ExecutionResult(

@@ -16,7 +16,7 @@ from evalkit.summary import ALL, CaseRecord, Figures, Summary
 if TYPE_CHECKING:
     from evalkit.gates import GateResult
 
-JSON_FORMAT = "tradeoff-report/1"
+JSON_FORMAT = "tradeoff-report/2"  # 2: stratified CIs (n_strata, stratified_by)
 
 
 def clean(value: Any) -> Any:
@@ -43,7 +43,7 @@ def to_json(summary: Summary, gates: Sequence[GateResult], meta: Mapping[str, An
         suites[suite] = {
             "title": s.layout.title,
             "template": s.template,
-            "clustered_by": s.layout.cluster_title if s.layout.clustered else None,
+            "stratified_by": s.layout.cluster_title if s.layout.clustered else None,
             "counts": {v: {**clean(c), "failed": c.failed} for v, c in s.counts.items()},
             "scores": {v: _figures_json(f) for v, f in s.scores.items()},
             "macro": clean(s.macro),

@@ -85,8 +85,8 @@ def _test_names(summary: Summary, suite: str) -> str:
 def suite_caption(summary: Summary, suite: str) -> str:
     level = f"{100 * summary.confidence:g}%"
     layout = summary.suites[suite].layout
-    clustered = f" clustered by {layout.cluster_title}" if layout.clustered else ""
-    caption = f"score with {level} CI{clustered}"
+    stratified = f" stratified by {layout.cluster_title}" if layout.clustered else ""
+    caption = f"score with {level} CI{stratified}"
     if summary.suites[suite].deltas:
         caption += f"; Δ = paired difference on the same items, {level} CI, p from {_test_names(summary, suite)}"
     return caption

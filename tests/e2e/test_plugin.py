@@ -141,7 +141,7 @@ def test_summary_counts_files_and_ids(joint, data_dir):
         assert suites[suite]["scores"]["lora"]["all"]["n"] == n
         assert suites[suite]["deltas"]["lora"]["all"]["n"] == n
     assert sum(c["passed"] for s in suites.values() for c in s["counts"].values()) == outcomes.get("passed", 0)
-    assert suites["mmlu"]["deltas"]["lora"]["all"]["n_clusters"] == 2
+    assert suites["mmlu"]["deltas"]["lora"]["all"]["n_strata"] == 2
     assert set(suites["mmlu"]["scores"]["base"]["groups"]) == {"stem", "humanities"}
     models = run_.json["models"]
     assert models["lora"]["adapter_fingerprint"] and models["lora"]["base_fingerprint"] == models["base"]["base_fingerprint"]
@@ -197,12 +197,13 @@ def test_markers_filter_tests_and_inference(project, data_dir, results_cache, ad
 
 
 def test_failing_or_unjudgeable_gates_exit_non_zero(project, data_dir, results_cache):
+    # humanities is in the selection (so the gate is accepted at start-up) but deselected by -m.
     failing = run(project, data_dir, results_cache, *SMALL, "--suites=mmlu", "--gate-basis=point",
-                  "--gate", "mmlu.score >= 1", "--gate", "mmlu.social_sciences.score >= 0")
+                  "--gate", "mmlu.score >= 1", "--gate", "mmlu.humanities.score >= 0", "-m", "not humanities")
     assert failing.rc == 1
     verdicts = {g["label"]: g["verdict"] for g in failing.json["gates"]}
-    assert verdicts == {"mmlu.score@base": "FAIL", "mmlu.social_sciences.score@base": "ERROR"}
-    assert "group 'social_sciences' has no scored items" in failing.json["gates"][1]["message"]
+    assert verdicts == {"mmlu.score@base": "FAIL", "mmlu.humanities.score@base": "ERROR"}
+    assert "group 'humanities' has no scored items" in failing.json["gates"][1]["message"]
     assert "gates FAILED" in failing.out and "ERROR" in failing.out
 
     deepeval = project.run(str(Path(sys.executable).with_name("deepeval")), "test", "run", "test_eval.py",
@@ -318,6 +319,43 @@ def test_bad_options_are_usage_errors(project, option, message):
     assert message in result.stderr.str()
 
 
+def old_schema_cache(folder: Path) -> Path:
+    """A result cache written by an older tradeoff (schema version 0)."""
+    from evalkit.inference.cache import ResultCache
+
+    with ResultCache(folder / "results.sqlite") as cache:
+        cache.put_many({"x": 1}, kind="test", model_key="m")
+    conn = sqlite3.connect(folder / "results.sqlite")
+    conn.execute("UPDATE meta SET value = '0' WHERE name = 'version'")
+    conn.commit()
+    conn.close()
+    return folder
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    ("--data-dir={tmp}/nowhere", "Spider folder not found: {tmp}/nowhere/spider"),
+    ("--spider-dbs=concert_singer,no_such_db", "--spider-dbs: no dev examples on no_such_db"),
+    ("--gate=mmlu.no_such_group.score >= 0.1", "Gate 'mmlu.no_such_group.score >= 0.1': group 'no_such_group' is "
+                                               "not a group or cluster of suite 'mmlu' in this run"),
+    ("--results-cache={tmp}/plain.txt/cache", "{tmp}/plain.txt is a file, not a folder"),
+    ("--results-cache={tmp}/old", "is a tradeoff result cache of schema version '0'"),
+    ("--report-dir={tmp}/plain.txt/report", "--report-dir {tmp}/plain.txt/report: {tmp}/plain.txt is a file"),
+    ("--save-baseline={tmp}/plain.txt/base.json", "--save-baseline {tmp}/plain.txt/base.json: {tmp}/plain.txt is a file"),
+])
+def test_data_cache_and_gate_problems_are_one_line_usage_errors(project, data_dir, option, message):
+    """They came out as collection errors with chained tracebacks, an INTERNALERROR (cache under a file),
+    a per-test traceback (old cache), or only at the end of the run (an unknown gate group, a report or
+    baseline that cannot be written)."""
+    tmp = project.path
+    (tmp / "plain.txt").write_text("x")
+    old_schema_cache(tmp / "old") if "old" in option else None
+    result = project.runpytest_inprocess("--co", f"--data-dir={data_dir}", option.format(tmp=tmp))
+    errors = result.stderr.str()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
+    assert message.format(tmp=tmp) in errors and "Fix:" in errors
+    assert "Traceback" not in errors + result.stdout.str() and "INTERNALERROR" not in errors + result.stdout.str()
+
+
 def write_choice_file(path: Path, data_dir: Path, ids: set[str]) -> list[Any]:
     """Real MMLU test rows (the joint run's sample) as a user's own multiple-choice JSONL file."""
     from evalkit.data.mmlu import LETTERS, load_mmlu
@@ -340,8 +378,8 @@ def test_own_multiple_choice_suite_from_a_jsonl_file(project, data_dir, results_
                f"--adapter=lora={adapter}", "--gate", "mine.delta >= -1", "--strict-markers", "-m", "mine")
     assert run_.rc == 0, run_.out
     suite = run_.json["suites"]["mine"]
-    assert set(run_.json["suites"]) == {"mine"} and suite["clustered_by"] == "subject"
-    assert suite["deltas"]["lora"]["all"]["n"] == len(questions) and suite["deltas"]["lora"]["all"]["n_clusters"] == 2
+    assert set(run_.json["suites"]) == {"mine"} and suite["stratified_by"] == "subject"
+    assert suite["deltas"]["lora"]["all"]["n"] == len(questions) and suite["deltas"]["lora"]["all"]["n_strata"] == 2
     assert sum(suite["predicted"]["base"].values()) == len(questions)
     assert [g["verdict"] for g in run_.json["gates"]] == ["PASS"]
     mine = {(c["variant"], c["id"]): c["logprobs"] for c in run_.cases()}

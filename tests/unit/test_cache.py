@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import multiprocessing
 import sqlite3
+import warnings
 from pathlib import Path
 
 import pytest
 
-from evalkit.errors import EvalkitError
+from evalkit.errors import CacheError, EvalkitError
 from evalkit.inference.cache import SQLITE_MAGIC, ResultCache, default_cache_path, result_key
 
 
@@ -134,3 +135,91 @@ def test_tampered_entry_is_an_error_not_a_wrong_result(tmp_path: Path) -> None:
     _sql(path, "UPDATE results SET value = '1.5 or so' WHERE key = 'x'")
     with pytest.raises(EvalkitError, match="not valid JSON.*Fix: delete the file"):
         ResultCache(path).get_many(["x"])
+
+
+@pytest.mark.parametrize("folder", ["100%41 done", "run #3", "what?", "a%2Fb"])
+def test_valid_cache_in_a_folder_with_uri_characters_is_reused(tmp_path: Path, folder: str) -> None:
+    """The integrity check built an unescaped file: URI, so '%41' opened another name (the cache was judged
+    corrupt and set aside at every open) and '#'/'?' cut the path (an empty stray file was left)."""
+    path = tmp_path / folder / "results.sqlite"
+    with ResultCache(path) as cache:
+        cache.put_many({"x": 1}, kind="test", model_key="m")
+
+    def files() -> list[str]:  # SQLite's -wal/-shm come and go with open connections
+        return sorted(p.name for p in tmp_path.rglob("*") if not p.name.endswith(("-wal", "-shm")))
+
+    before = files()
+    with warnings.catch_warnings(), ResultCache(path) as cache:
+        warnings.simplefilter("error")  # a "moved it to ...corrupt" warning fails the test
+        assert cache.get_many(["x"]) == {"x": 1}
+    assert files() == before
+
+
+def test_cache_path_that_is_a_folder_or_under_a_file_is_a_cache_error(tmp_path: Path) -> None:
+    (tmp_path / "plain.txt").write_text("x")
+    (tmp_path / "folder.sqlite").mkdir()
+    for path, message in [(tmp_path / "folder.sqlite", "is a folder"),
+                          (tmp_path / "plain.txt" / "results.sqlite", "plain.txt is a file, not a folder"),
+                          (tmp_path / "plain.txt" / "deeper" / "results.sqlite", "plain.txt is a file, not a folder")]:
+        with pytest.raises(CacheError, match=message) as caught:
+            ResultCache(path).check()
+        assert str(path) in str(caught.value) and "Fix:" in str(caught.value)
+        with pytest.raises(CacheError, match=message):  # not only check(): every use says the same
+            ResultCache(path).get_many(["x"])
+
+
+CHECK_THEN_READ = """
+import warnings
+from evalkit.inference.cache import ResultCache
+from evalkit.errors import CacheError
+warnings.simplefilter("error")
+try:
+    ResultCache({path!r}).check()
+except CacheError as exc:
+    print("CacheError:", exc)
+"""
+
+
+def test_read_only_folder_is_refused_before_computing_and_the_cache_kept(tmp_path: Path, run_unprivileged) -> None:
+    """A read-only folder made a valid WAL cache look corrupt, and setting it aside raised PermissionError."""
+    path = tmp_path / "ro" / "results.sqlite"
+    ResultCache(path).put_many({"x": 1}, kind="test", model_key="m")
+    before = path.read_bytes()
+    path.parent.chmod(0o555)
+    try:
+        run = run_unprivileged(CHECK_THEN_READ.format(path=str(path)))
+    finally:
+        path.parent.chmod(0o755)
+    assert run.returncode == 0, run.stderr
+    assert f"CacheError: Result cache {path}: {path.parent} cannot be written" in run.stdout and "Fix:" in run.stdout
+    assert path.read_bytes() == before and not list(path.parent.glob("*.corrupt-*"))
+
+
+def test_read_only_cache_file_is_refused_before_computing(tmp_path: Path, run_unprivileged) -> None:
+    """A read-only file read fine and the first write raised 'attempt to write a readonly database' after
+    the batch had been computed."""
+    path = tmp_path / "results.sqlite"
+    ResultCache(path).put_many({"x": 1}, kind="test", model_key="m")
+    path.chmod(0o444)
+    try:
+        run = run_unprivileged(CHECK_THEN_READ.format(path=str(path)))
+    finally:
+        path.chmod(0o644)
+    assert run.returncode == 0, run.stderr
+    assert f"CacheError: Result cache {path}: {path} cannot be written" in run.stdout
+
+
+def test_a_batch_that_cannot_be_stored_is_returned_with_a_warning(tmp_path: Path) -> None:
+    """When the cache breaks mid-run (here SQLite's "database or disk is full", from a page limit), the
+    computed results still reach the caller; the warning says they were not stored."""
+    from evalkit.inference import _cached_run
+
+    cache = ResultCache(tmp_path / "results.sqlite")
+    cache.check()
+    conn = cache._connection()
+    conn.execute(f"PRAGMA max_page_count = {conn.execute('PRAGMA page_count').fetchone()[0]}")
+    with pytest.warns(RuntimeWarning, match=r"could not store 2 results \(database or disk is full\).*computed "
+                                            r"results are used"):
+        out = _cached_run(["a", "b"], lambda indices: iter([[(i, "x" * 5000 * (i + 1)) for i in indices]]),
+                          cache=cache, kind="t", model_key="m", progress=False, unit="x")
+    assert out == ["x" * 5000, "x" * 10000]

@@ -90,7 +90,7 @@ def test_own_suite_joins_the_run_and_its_gates(tmp_path):
     path = tmp_path / "mine.jsonl"
     path.write_text('{"question": "2+2?", "choices": ["3", "4"], "answer": 1, "subject": "arithmetic"}\n'
                     '{"question": "Capital of France?", "choices": ["Paris", "Rome", "Oslo"], "answer": "A"}\n')
-    cfg = parse(tmp_path, suite=[f"mine={path}"], gate=["mine.delta >= -0.02"])
+    cfg = parse(tmp_path, suite=[f"mine={path}"], gate=["mine.score >= 0.25"])
     assert [s.name for s in cfg.suites] == ["spider", "mmlu", "mine"]
     mine = cfg.suites[-1]
     examples = mine.load()

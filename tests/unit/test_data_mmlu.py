@@ -85,3 +85,21 @@ def test_missing_folder_and_unknown_subject(tmp_path: Path, data_dir: Path) -> N
         mmlu.load_mmlu("test", tmp_path)
     with pytest.raises(DataError, match="Unknown MMLU subject"):
         mmlu.load_mmlu("test", data_dir, subjects=["astrology"])
+
+
+def test_byte_order_mark_is_not_part_of_the_first_question(corrupt_copy: Path, data_dir: Path) -> None:
+    path = corrupt_copy / "mmlu/data/test/virology_test.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert mmlu.load_mmlu("test", corrupt_copy, ["virology"]) == mmlu.load_mmlu("test", data_dir, ["virology"])
+
+
+def test_empty_test_file_is_an_error_not_zero_questions(corrupt_copy: Path) -> None:
+    (corrupt_copy / "mmlu/data/test/virology_test.csv").write_bytes(b"\r\n")
+    with pytest.raises(DataError, match=r"virology_test\.csv has no questions\. Fix: restore"):
+        mmlu.load_mmlu("test", corrupt_copy, ["virology"])
+
+
+def test_a_subject_named_twice_is_loaded_once(data_dir: Path) -> None:
+    """--mmlu-subjects=anatomy,anatomy ran every anatomy question twice (n doubled, the CI too narrow)."""
+    assert mmlu.load_mmlu("test", data_dir, ["anatomy", "virology", "anatomy"]) == mmlu.load_mmlu(
+        "test", data_dir, ["anatomy", "virology"])

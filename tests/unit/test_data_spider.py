@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import sqlite3
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from evalkit.data import spider
+from evalkit.data import fetch, spider
 from evalkit.errors import DataError
 
 
@@ -113,3 +115,38 @@ def test_schema_rendering_has_keys_and_sample_rows(data_dir: Path) -> None:
     with_rows = example.schema(sample_rows=3)
     assert "3 example rows:\nSELECT * FROM singer LIMIT 3;" in with_rows
     assert "Netherlands" in with_rows  # a real value from the singer table
+
+
+@pytest.fixture
+def broken_database(spider_copy: Path, data_dir: Path, request: pytest.FixtureRequest) -> Path:
+    """A copy whose database/ links every real database folder except concert_singer, which holds a bad file."""
+    database = spider_copy / "spider" / "database"
+    database.unlink()
+    database.mkdir()
+    for folder in (data_dir / "spider" / "database").iterdir():
+        if folder.name != "concert_singer":
+            (database / folder.name).symlink_to(folder)
+    (database / "concert_singer").mkdir()
+    bad = database / "concert_singer" / "concert_singer.sqlite"
+    if request.param == "empty":
+        bad.write_bytes(b"")
+    elif request.param == "no tables":
+        sqlite3.connect(bad).execute("PRAGMA user_version = 1").close()
+    else:
+        bad.write_text("CREATE TABLE singer (id INTEGER);\n")  # the schema as text, not a database
+    return bad
+
+
+@pytest.mark.parametrize(("broken_database", "problem"), [
+    ("empty", "is an empty file"), ("no tables", "has no tables"), ("text", "is not a readable SQLite database (no SQLite header)"),
+], indirect=["broken_database"])
+def test_unusable_database_file_is_a_data_error_at_load_time(broken_database: Path, problem: str) -> None:
+    """A 0-byte file was taken for an empty database: a run generated SQL against an empty schema and
+    reported every example as gold_error."""
+    root = broken_database.parents[3]
+    for load in (lambda: spider.load_spider("dev", root), lambda: spider.connect_readonly(broken_database)):
+        with pytest.raises(DataError, match=re.escape(problem)) as caught:
+            load()
+        assert str(broken_database) in str(caught.value) and "Fix: restore it" in str(caught.value)
+    report = fetch.verify(root)
+    assert not report.ok and any(problem in p for p in report.problems)

@@ -250,3 +250,18 @@ def test_outcome_values_are_the_documented_eight() -> None:
     assert Counter(o.value for o in Outcome) == Counter(
         ["match", "mismatch", "syntax_error", "execution_error", "timeout", "resource_limit", "empty_output", "gold_error"]
     )
+
+
+@pytest.mark.parametrize("prefix", ["", "SELECT "])
+def test_megabytes_of_prose_stop_at_the_length_limit_before_any_parsing(concert: Path, sandbox: Sandbox,
+                                                                        prefix: str) -> None:
+    """sqlglot parsed 2 MB of model prose for the exact-set signal (3-8 s) before the sandbox's length
+    limit refused it."""
+    import time
+
+    prose = prefix + ("I think the answer is that there are many singers in the table. " * 31_000)[:2_000_000]
+    start = time.perf_counter()
+    result = score_execution(prose, "SELECT count(*) FROM singer", concert, sandbox=sandbox)
+    assert time.perf_counter() - start < 1.0
+    assert result.outcome is Outcome.RESOURCE_LIMIT and "exceeds max_sql_chars" in result.reason
+    assert result.exact_set_match is None and result.hardness == "easy"

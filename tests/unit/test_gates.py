@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from evalkit.errors import ConfigError
-from evalkit.gates import Gate, evaluate_gates, parse_gate
+from evalkit.gates import Gate, check_gate_groups, evaluate_gates, parse_gate
 from evalkit.suites import REGISTRY
 from evalkit.summary import CaseRecord, summarize
-from evalkit.stats import holm, violation_p_value
+from evalkit.stats import holm, minimal_detectable_effect, violation_p_value
 
 TEMPLATES = {"spider": "spider-chat", "mmlu": "mmlu-0shot"}
 SUITES = tuple(REGISTRY)
@@ -110,3 +110,41 @@ def test_power_warning_when_margin_is_finer_than_the_sample_resolves():
     assert "smallest true change detectable with 80% power" in result.power_warning
     coarse = evaluate_gates([parse_gate(f"spider.delta >= -{result.mde + 0.01}", SUITES)], summary)[0]
     assert coarse.power_warning is None
+
+
+def test_gate_groups_are_checked_against_the_runs_examples():
+    gates = [parse_gate("spider.easy.delta >= -0.1", SUITES), parse_gate("spider.concert_singer.score >= 0", SUITES)]
+    check_gate_groups(gates, {"spider": {"easy", "hard", "concert_singer"}})
+    with pytest.raises(ConfigError, match=r"group 'eays' is not a group or cluster of suite 'spider' in this run\. "
+                                          r"Fix: did you mean easy\?"):
+        check_gate_groups([parse_gate("spider.eays.score >= 0.1", SUITES)], {"spider": {"easy", "hard"}})
+
+
+def test_a_zero_standard_error_is_not_infinite_power():
+    """Two wrong answers have SE 0: the summary said "detectable ±0.0 pp"."""
+    summary = summarize(spider_records([0, 0], {}), ["base"], LAYOUTS, TEMPLATES)
+    result = evaluate_gates([parse_gate("spider.score >= 0.9", SUITES)], summary)[0]
+    assert "detectable ±0.0" not in result.evidence
+    assert "power cannot be computed: every item scored the same" in result.evidence
+
+
+def test_stratified_delta_without_changes_gets_the_power_of_its_interval():
+    """No answer changed on 40 MMLU items: the stratified SE is 0 but the interval is Agresti-Min's, and so
+    is the detectable effect (as for Spider), not ±0.0 pp."""
+    rows = [CaseRecord("mmlu", v, f"q{i}", "stem", ("algebra", "physics")[i % 2], "t", "scored",
+                       score=float(i % 3 == 0), passed=i % 3 == 0) for v in ("base", "a") for i in range(40)]
+    summary = summarize(rows, ["base", "a"], LAYOUTS, TEMPLATES)
+    result = evaluate_gates([parse_gate("mmlu.delta >= -0.02", SUITES)], summary)[0]
+    figure = summary.figure("mmlu", None, "delta", "a")
+    assert figure.se == 0 and result.mde == pytest.approx(minimal_detectable_effect(figure.adjusted[1], figure.df))
+    assert "detectable ±0.0" not in result.evidence and "smallest true change detectable" in result.power_warning
+
+
+@pytest.mark.parametrize(("text", "variants", "message"), [
+    ("mmlu.delta >= -0.02", {"base"}, "no adapter is evaluated in this run, so there is no delta"),
+    ("mmlu.delta@base >= -0.02", {"base", "a"}, "the base has no delta against itself"),
+])
+def test_delta_gates_that_can_never_be_computed_are_refused_at_start_up(text, variants, message):
+    """They were an ERROR verdict only after the whole run."""
+    with pytest.raises(ConfigError, match=message):
+        parse_gate(text, SUITES, variants)

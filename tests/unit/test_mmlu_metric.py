@@ -165,9 +165,10 @@ def test_summary_of_known_answers_on_real_questions():
         per_subject.setdefault(q.subject, []).append(ok)
     subject_acc = {k: sum(v) / len(v) for k, v in per_subject.items()}
     assert {k: e.mean for k, e in s.scores["base"].clusters.items()} == pytest.approx(subject_acc)
-    assert s.macro["base"].mean == pytest.approx(sum(subject_acc.values()) / 4) and s.macro["base"].n == 4
-    sd = math.sqrt(sum((a - s.macro["base"].mean) ** 2 for a in subject_acc.values()) / 3)
-    assert s.macro["base"].se == pytest.approx(sd / 2)  # plain t over the 4 subjects
+    assert s.macro["base"].mean == pytest.approx(sum(subject_acc.values()) / 4) and s.macro["base"].n == len(questions)
+    # The subjects are fixed strata, each weighing 1/4: SE = sqrt(sum_h s_h^2 / n_h) / 4, s_h^2 with n_h - 1.
+    within = [sum((ok - subject_acc[k]) ** 2 for ok in v) / (len(v) - 1) / len(v) for k, v in per_subject.items()]
+    assert s.macro["base"].se == pytest.approx(math.sqrt(sum(within)) / 4)
     # One subject per category (Hendrycks' scheme puts anatomy under 'other'): category = subject figures.
     assert {c: e.n for c, e in s.scores["base"].groups.items()} == {
         "other": len(per_subject["anatomy"]), "stem": len(per_subject["astronomy"]),

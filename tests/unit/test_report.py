@@ -59,13 +59,13 @@ def test_scores_and_counts_follow_the_records():
     assert spider.groups == ["easy", "medium", "hard", "extra"]
 
 
-def test_mmlu_figures_are_clustered_by_subject():
+def test_mmlu_figures_are_stratified_by_subject():
     records = make_records()
     summary = summarize(records, VARIANTS, LAYOUTS, TEMPLATES)
     rows = scores(records, "mmlu", "epoch-1")
     expected = mean_ci([r.score for r in rows], [r.cluster for r in rows])
     assert summary.figure("mmlu", None, "score", "epoch-1") == expected
-    assert expected.n_clusters == 4
+    assert expected.n_strata == 4
     assert summary.figure("mmlu", "anatomy", "score", "epoch-1").n == 15
 
 
@@ -78,7 +78,7 @@ def test_deltas_pair_the_same_items():
     assert summary.figure("spider", None, "delta", "epoch-3") == paired_delta([base[i] for i in ids],
                                                                               [other[i] for i in ids])
     assert summary.figure("spider", None, "delta", "epoch-3").test == "exact McNemar"
-    assert summary.figure("mmlu", None, "delta", "epoch-1").test == "paired t (cluster-robust SE)"
+    assert summary.figure("mmlu", None, "delta", "epoch-1").test == "paired t (stratified SE)"
     assert summary.figure("mmlu", "stem", "delta", "epoch-1").test == "exact McNemar"  # one subject: no clustering
     assert summary.figure("spider", None, "delta", "base") is None
 
@@ -105,7 +105,7 @@ def test_write_report_writes_strict_json_markdown_cases_and_plots(tmp_path):
     assert names == {"tradeoff.json", "tradeoff.md", "cases.jsonl", "deltas_spider.png", "deltas_mmlu.png", "tradeoff.png"}
     data = json.loads((tmp_path / "tradeoff.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
     assert data["config"] == {"seed": 0}
-    assert data["suites"]["mmlu"]["clustered_by"] == "subject"
+    assert data["suites"]["mmlu"]["stratified_by"] == "subject"
     assert data["suites"]["spider"]["scores"]["base"]["all"]["n"] == 40
     assert data["suites"]["spider"]["counts"]["epoch-1"]["errors"] == 1
     for png in ("deltas_spider.png", "tradeoff.png"):
@@ -135,3 +135,38 @@ def test_answer_says_gain_loss_or_unresolved_from_the_paired_ci(base, other, say
     assert sentence.startswith("Spider execution accuracy ") and says in sentence
     assert f"95% CI {100 * delta.lo:+.1f} to {100 * delta.hi:+.1f} pp, n=80" in sentence
     assert sentence.endswith(("a real gain", "a real loss")) == (delta.lo > 0 or delta.hi < 0)
+
+
+ISSUE_SUBJECTS = ("abstract_algebra,anatomy,business_ethics,college_physics,econometrics,formal_logic,global_facts,"
+                  "high_school_geography,management").split(",")
+
+
+def letter_records(data_dir, variant: str, letter: str) -> list[CaseRecord]:
+    """A "model" that always answers ``letter``, on every test question of the issue's 9 subjects."""
+    from evalkit.data.mmlu import load_mmlu
+
+    return [CaseRecord("mmlu", variant, q.id, q.category, q.subject, "mmlu-5shot", "scored",
+                       score=float(q.answer == letter), passed=q.answer == letter)
+            for q in load_mmlu("test", data_dir, ISSUE_SUBJECTS)]
+
+
+def test_few_subjects_per_category_never_give_absurd_intervals(data_dir):
+    """Subjects are fixed strata of a fixed test set: 202 STEM questions from two subjects get an interval
+    of a few points, not the [0, 93] a subject-clustered t with 1 degree of freedom gave."""
+    records = letter_records(data_dir, "base", "A") + letter_records(data_dir, "epoch-1", "B")
+    summary = summarize(records, ["base", "epoch-1"], LAYOUTS, {"mmlu": "mmlu-5shot"})
+    mmlu = summary.suites["mmlu"]
+    for group in ("stem", "social_sciences", "humanities", "other"):
+        est = mmlu.scores["base"].get(group)
+        wilson = mean_ci([1.0] * round(est.mean * est.n) + [0.0] * (est.n - round(est.mean * est.n)))
+        assert est.hi - est.lo < 1.2 * (wilson.hi - wilson.lo), (group, est)
+        assert est.method in ("stratified-t", "wilson") and (est.df is None or est.df == est.n - est.n_strata)
+        delta = mmlu.deltas["epoch-1"].get(group)
+        rows = [(b, o) for b, o in zip(records[:len(records) // 2], records[len(records) // 2:]) if b.group == group]
+        unstratified = paired_delta([b.score for b, _ in rows], [o.score for _, o in rows])
+        assert delta.hi - delta.lo < 1.2 * (unstratified.hi - unstratified.lo), (group, delta)
+        assert (delta.p_value < 0.05) == (delta.lo > 0 or delta.hi < 0), (group, delta)
+    stem = mmlu.scores["base"].get("stem")
+    assert stem.n == 202 and stem.n_strata == 2 and stem.hi - stem.lo < 0.13
+    assert mmlu.deltas["epoch-1"].overall.test == "paired t (stratified SE)"
+    assert "stratified by subject" in render_text(summary)

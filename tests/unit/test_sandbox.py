@@ -189,3 +189,17 @@ def test_missing_database_and_non_text_are_typed_not_raised(tmp_path: Path) -> N
         missing = box.run(tmp_path / "nope.sqlite", "SELECT 1")
         assert missing.status is DENIED and "nope.sqlite" in missing.message
         assert box.run(tmp_path / "nope.sqlite", None).status is SYNTAX  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("sql", "name"), [
+    ("SELECT * FROM json_each('[1,2]')", "json_each"),
+    ("SELECT value FROM JSON_TREE('[1]')", "json_tree"),
+    ("SELECT * FROM pragma_table_info('city')", "pragma_table_info"),
+    ("SELECT name FROM city, dbstat WHERE 0", "dbstat"),
+])
+def test_table_valued_function_denial_names_the_function(sandbox: Sandbox, world_copy: Path, sql: str, name: str) -> None:
+    """SQLite authorises an eponymous virtual table as 'UPDATE sqlite_master', which is what the denial
+    used to say: a reader would look for a write that the query does not contain."""
+    result = sandbox.run(world_copy, sql)
+    assert result.status is ExecStatus.EXECUTION_ERROR
+    assert result.message == f"denied: table-valued function {name} (a virtual table) is not allowed (read-only evaluation)"

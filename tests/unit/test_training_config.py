@@ -4,6 +4,7 @@ raised before torch, data or a model loads."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -21,13 +22,19 @@ def write(tmp_path: Path, text: str, name: str = "run.yaml") -> Path:
     return path
 
 
+@pytest.fixture
+def online(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hub ids are only looked up in the local hub cache when offline; these tests are about the schema."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
-def test_shipped_configs_validate(path: Path) -> None:
+def test_shipped_configs_validate(path: Path, online: None) -> None:
     config = load_config(path)
     assert config.data.split != "dev" and not config.data.allow_eval_split
 
 
-def test_shipped_configs_cover_cpu_and_qlora() -> None:
+def test_shipped_configs_cover_cpu_and_qlora(online: None) -> None:
     modes = {(c.trainer.device, c.quantization.mode) for c in map(load_config, CONFIGS)}
     assert ("cpu", "none") in modes and ("cuda", "4bit") in modes
 
@@ -98,7 +105,7 @@ def test_missing_base_model_folder(tmp_path: Path) -> None:
         parse_config({"output_dir": "out", "model": {"base": str(tmp_path / "nope")}})
 
 
-def test_hub_id_is_not_checked_on_disk() -> None:
+def test_hub_id_is_not_checked_on_disk_when_online(online: None) -> None:
     assert parse_config({"output_dir": "o", "model": {"base": "Qwen/Qwen2-7B-Instruct"}}).model.base.startswith("Qwen")
 
 
@@ -133,3 +140,75 @@ def test_cli_prints_one_error_and_exits_2(tmp_path: Path, capsys: pytest.Capture
     assert main(["--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "trainer.epocs: unknown key" in err and "'epochs'" in err
+
+
+def test_config_that_is_not_utf8_names_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("# réglages\noutput_dir: out\n".encode("latin-1"))
+    assert main(["--config", str(path)]) == 2
+    assert f"{path}, line 1: not UTF-8 text (byte 0xe9)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("name", "text", "line"), [
+    ("dup.yaml", "output_dir: out\ntrainer:\n  epochs: 3\n  batch_size: 2\n  epochs: 1\n", 5),
+    ("dup.json", '{"output_dir": "a",\n "output_dir": "b"}', None),
+])
+def test_duplicate_keys_are_refused(tmp_path: Path, name: str, text: str, line: int | None) -> None:
+    """The last value used to win silently, which contradicts strict validation."""
+    with pytest.raises(ConfigError, match="duplicate key") as caught:
+        load_config(write(tmp_path, text, name))
+    assert line is None or f"line {line}" in str(caught.value)
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ({"trainer": {"learning_rate": float("inf")}}, "trainer.learning_rate: Input should be a finite number"),
+    ({"trainer": {"learning_rate": float("nan")}}, "trainer.learning_rate: Input should be a finite number"),
+    ({"lora": {"target_modules": []}}, "lora.target_modules: List should have at least 1 item"),
+    ({"output_dir": ""}, "output_dir: empty. Fix: name the folder the run writes"),
+])
+def test_values_that_would_train_nothing_are_refused(raw: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_config({"output_dir": "out", **raw})
+
+
+def test_misspelt_target_module_is_checked_against_the_models_weights() -> None:
+    from evalkit.models import materialise_embedded
+
+    folder = str(materialise_embedded())
+    with pytest.raises(ConfigError, match=r"lora\.target_modules: 'q_prj' names no module of .*did you mean 'q_proj'"):
+        parse_config({"output_dir": "out", "model": {"base": folder}, "lora": {"target_modules": ["q_prj", "v_proj"]}})
+    assert parse_config({"output_dir": "out", "model": {"base": folder},
+                         "lora": {"target_modules": ["all-linear"]}}).lora.target_modules == ["all-linear"]
+
+
+def test_relative_base_model_that_is_neither_a_folder_nor_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """models/mine reads as a hub id; offline and not in the hub cache it failed only after loading (13 s)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(ConfigError, match=r"model\.base: 'models/mine' is not a folder .* nor in the local hub cache"):
+        parse_config({"output_dir": "out", "model": {"base": "models/mine"}})
+
+
+def test_output_dir_under_a_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ConfigError, match=r"output_dir: .*notes\.txt is a file, not a folder"):
+        parse_config({"output_dir": str(tmp_path / "notes.txt" / "run")})
+
+
+def test_unwritable_output_dir_is_refused_before_loading(tmp_path: Path, run_unprivileged) -> None:
+    """A read-only output_dir raised PermissionError after 12 s of loading."""
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro").chmod(0o555)
+    try:
+        run = run_unprivileged(f"""
+from training.config import parse_config
+from evalkit.errors import ConfigError
+try:
+    parse_config({{"output_dir": {str(tmp_path / "ro" / "run")!r}}})
+except ConfigError as exc:
+    print(exc)
+""")
+    finally:
+        (tmp_path / "ro").chmod(0o755)
+    assert run.returncode == 0, run.stderr
+    assert "output_dir: " in run.stdout and "cannot be written" in run.stdout and "Fix:" in run.stdout
