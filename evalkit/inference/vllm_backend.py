@@ -23,6 +23,7 @@ and prompts sharing a prefix hit vLLM's prefix cache. The score is the sum over 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,13 @@ from evalkit.inference.tokens import cut_at_stop, encode_all, encode_pairs
 from evalkit.models import DEFAULT_MODEL, base_fingerprint, check_adapter, combined_fingerprint, directory_fingerprint
 from evalkit.models import load_tokenizer, resolve_base
 
+log = logging.getLogger(__name__)
 CHUNK = 512  # requests per vLLM call: one cache write each; vLLM schedules within a call itself
 MAX_TARGETS = 128  # vLLM's limit on logprob_token_ids per request (vllm.sampling_params.MAX_LOGPROB_TOKEN_IDS)
+LORA_ON_CPU = ("LoRA through vLLM's CPU build is unverified: in this project's one run (vllm-cpu 0.32.0, the embedded "
+               "model, a 2-core VM under load) the first step with an adapter exceeded vLLM's 300 s execute_model "
+               "timeout and the engine died. Fix: evaluate adapters on CPU with the transformers backend "
+               "(--backend hf), or run vLLM on a GPU.")
 INSTALL_HINT = ("Fix: on a CUDA machine pip install -e '.[gpu]'; without a GPU run bash scripts/setup_vllm_cpu.sh "
                 "(docs/engine.md#vllm-on-cpu); or use the transformers backend (load_model, --backend hf).")
 
@@ -100,7 +106,8 @@ class VLLMBackend:
             from vllm import LLM
             from vllm.platforms import current_platform
         except ImportError as exc:
-            raise ModelLoadError(f"The vLLM backend needs vllm, which is not importable ({exc}). {INSTALL_HINT}") from exc
+            raise ModelLoadError(f"The vLLM backend needs vllm, which is not importable ({exc}). "
+                                 f"{INSTALL_HINT}") from exc
         source, _ = resolve_base(spec, cache_dir)
         adapter_path = check_adapter(adapter) if adapter else None
         on_cpu = current_platform.is_cpu()
@@ -109,6 +116,8 @@ class VLLMBackend:
         if not on_cpu:
             args["gpu_memory_utilization"] = gpu_memory_utilization
         if enable_lora if enable_lora is not None else adapter_path is not None:
+            if on_cpu:
+                log.warning(LORA_ON_CPU)
             args.update(enable_lora=True, max_lora_rank=max_lora_rank)
         llm = LLM(**{**args, **engine_args})
         return cls(llm, spec, load_tokenizer(source), adapter_path, base_fingerprint(spec, cache_dir),

@@ -15,6 +15,7 @@ and of their verdicts must be identical (measured: 24/24 identical; docs/benchma
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -28,8 +29,8 @@ from evalkit.data.mmlu import SUBJECTS, load_mmlu
 from evalkit.data.spider import load_spider
 from evalkit.inference import as_backend, choice_logprobs, generate
 from evalkit.inference.agreement import compare_generations, compare_scores
-from evalkit.inference.vllm_backend import VLLMBackend
-from evalkit.models import LoadedModel
+from evalkit.inference.vllm_backend import LORA_ON_CPU, VLLMBackend
+from evalkit.models import LoadedModel, load_model, materialise_embedded
 from evalkit.prompts import MMLU_CONTINUATIONS, mmlu_kshot_prompt, spider_chat_prompt
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
@@ -39,7 +40,24 @@ TOLERANCE = 1e-3  # |Δ log-prob| between two fp32 implementations of the same m
 @pytest.fixture(scope="module")
 def vllm_backend() -> VLLMBackend:
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB; the embedded model needs far less
-    return VLLMBackend.load("smollm2-135m", dtype="float32")
+    from vllm.platforms import current_platform
+
+    return VLLMBackend.load("smollm2-135m", dtype="float32", enable_lora=not current_platform.is_cpu())
+
+
+@pytest.fixture(scope="module")
+def random_adapter(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A LoRA on the embedded model with random, non-zero weights (no training): it changes every score."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(materialise_embedded()),
+                           LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    folder = tmp_path_factory.mktemp("adapter") / "random-lora"
+    model.save_pretrained(folder)
+    return folder
 
 
 def test_runs_on_vllms_platform_in_fp32_under_its_own_cache_keys(vllm_backend: VLLMBackend,
@@ -85,3 +103,21 @@ def test_multi_token_and_empty_context_continuations_agree(vllm_backend: VLLMBac
     hf = choice_logprobs(embedded_model, contexts, choices, progress=False)
     vl = choice_logprobs(vllm_backend, contexts, choices, progress=False)
     assert compare_scores(hf, vl).max_abs_delta < TOLERANCE
+
+
+def test_lora_adapter_served_per_request_agrees_with_peft(vllm_backend: VLLMBackend, random_adapter: Path) -> None:
+    """The same engine serves the base and an adapter (with_adapter, no reload); the adapter's scores equal
+    transformers + PEFT's, and differ from the base's."""
+    from vllm.platforms import current_platform
+
+    if current_platform.is_cpu():
+        pytest.skip(LORA_ON_CPU)
+    prompts = [mmlu_kshot_prompt(q) for q in load_mmlu("test", subjects=["anatomy"])[:4]]
+    peft_model = load_model("smollm2-135m", random_adapter)
+    served = vllm_backend.with_adapter(random_adapter)
+    assert served.llm is vllm_backend.llm and served.model_key() != vllm_backend.model_key()
+    reference = choice_logprobs(peft_model, prompts, list(MMLU_CONTINUATIONS), progress=False)
+    adapted = choice_logprobs(served, prompts, list(MMLU_CONTINUATIONS), progress=False)
+    base = choice_logprobs(vllm_backend, prompts, list(MMLU_CONTINUATIONS), progress=False)
+    assert compare_scores(reference, adapted).max_abs_delta < TOLERANCE
+    assert compare_scores(base, adapted).max_abs_delta > 100 * TOLERANCE
