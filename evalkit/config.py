@@ -7,6 +7,7 @@ options), so every check is unit-tested without pytest; the plugin only gathers 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,9 @@ RUN_OPTIONS = (
     Option("batch_size", "inference batch size (default: the engine's)"),
     Option("baseline", "read the base model's results from this file instead of running it"),
     Option("save_baseline", "write the base model's results to this file after the run"),
+    Option("backend", "inference backend: hf (transformers) or vllm (vLLM: GPUs, or its CPU build)", "hf"),
+    Option("vllm_arg", "vLLM engine argument KEY=VALUE with --backend vllm, e.g. tensor_parallel_size=2 (repeatable)",
+           many=True),
 )
 SUITE_OPTIONS = tuple(Option(f"{name}_{s.name}", s.help, s.default) for name, cls in REGISTRY.items()
                       for s in cls.settings)
@@ -90,6 +94,8 @@ class RunConfig:
     batch_size: int | None
     baseline: Path | None
     save_baseline: Path | None
+    backend: str = "hf"
+    vllm_args: tuple[tuple[str, Any], ...] = ()  # (key, value) pairs for vllm.LLM
 
     @property
     def suite_map(self) -> dict[str, Suite]:
@@ -117,6 +123,7 @@ class RunConfig:
             "max_new_tokens": self.max_new_tokens, "batch_size": self.batch_size,
             "baseline": str(self.baseline) if self.baseline else None,
             "save_baseline": str(self.save_baseline) if self.save_baseline else None,
+            "backend": self.backend, "vllm_args": dict(self.vllm_args),
         }
 
 
@@ -165,6 +172,26 @@ def _level(text: str) -> float:
     return value
 
 
+def _vllm_args(backend: str, specs: Sequence[str]) -> tuple[tuple[str, Any], ...]:
+    """``--vllm-arg KEY=VALUE`` pairs; a value is read as JSON (2, 0.9, true) when it parses, else as text."""
+    if backend not in ("hf", "vllm"):
+        raise ConfigError(f"--backend {backend!r}: use hf (transformers) or vllm.")
+    if specs and backend != "vllm":
+        raise ConfigError(f"--vllm-arg {specs[0]!r} without --backend vllm. Fix: add --backend vllm, or drop it.")
+    pairs = []
+    for spec in specs:
+        key, sep, text = spec.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ConfigError(f"--vllm-arg {spec!r}: expected KEY=VALUE with a vllm.LLM argument name, "
+                              "e.g. tensor_parallel_size=2.")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        pairs.append((key.strip(), value))
+    return tuple(pairs)
+
+
 def parse_run_config(raw: Mapping[str, Any], data_dir: Path, results_cache: Path) -> RunConfig:
     """Validate raw option values (names as in :data:`OPTIONS`; absent ones take their defaults).
 
@@ -203,4 +230,6 @@ def parse_run_config(raw: Mapping[str, Any], data_dir: Path, results_cache: Path
         batch_size=parse_count("--batch-size", raw["batch_size"], minimum=1) if raw["batch_size"] else None,
         baseline=baseline,
         save_baseline=save_baseline,
+        backend=raw["backend"],
+        vllm_args=_vllm_args(raw["backend"], raw["vllm_arg"]),
     )

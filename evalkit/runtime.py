@@ -75,13 +75,26 @@ class Runtime:
         from evalkit.models import adapter_provenance, load_model
 
         if self.model is None or self.model.adapter != variant.adapter:
-            self.model = None
-            gc.collect()
-            self.model = load_model(self.cfg.model, variant.adapter, dtype=self.cfg.dtype)
+            if self.cfg.backend == "vllm":
+                self.model = self._vllm(variant)
+            else:
+                self.model = None
+                gc.collect()
+                self.model = load_model(self.cfg.model, variant.adapter, dtype=self.cfg.dtype)
             facts = self.model.describe()
             facts["training"] = adapter_provenance(variant.adapter) if variant.adapter else None
             self.facts.append(("tradeoff-model", {"variant": variant.name, **facts}))
         return self.model
+
+    def _vllm(self, variant: Variant) -> Any:
+        """One vLLM engine for the whole run: loaded for the first variant (with LoRA slots when the run has
+        adapters), then serving each variant's adapter per request instead of reloading."""
+        from evalkit.inference.vllm_backend import VLLMBackend
+
+        if self.model is None:
+            lora = any(v.adapter for v in self.cfg.variants)
+            return VLLMBackend.load(self.cfg.model, variant.adapter, enable_lora=lora, **dict(self.cfg.vllm_args))
+        return self.model.with_adapter(variant.adapter)
 
     def _check_baseline(self, suite: str, items: Sequence[EvalItem]) -> None:
         if self.baseline_ids is None:

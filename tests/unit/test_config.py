@@ -73,11 +73,24 @@ def test_adapters_become_named_variants(tmp_path, adapter):
     ({"mmlu_cloze_metric": "f1"}, "use acc_norm or acc"),
     ({"suite": ["mine"]}, "expected NAME=PATH"),
     ({"suite": ["mine=/nonexistent.jsonl"]}, "is not a file"),
+    ({"backend": "tgi"}, "--backend 'tgi': use hf (transformers) or vllm"),
+    ({"vllm_arg": ["tensor_parallel_size=2"]}, "without --backend vllm. Fix: add --backend vllm"),
+    ({"backend": "vllm", "vllm_arg": ["tensor parallel=2"]}, "expected KEY=VALUE with a vllm.LLM argument name"),
 ])
 def test_bad_values_name_the_option_and_the_fix(tmp_path, raw, message):
     with pytest.raises(ConfigError) as caught:
         parse(tmp_path, **raw)
     assert message in str(caught.value)
+
+
+def test_vllm_backend_and_its_engine_arguments(tmp_path):
+    assert parse(tmp_path).backend == "hf"
+    cfg = parse(tmp_path, backend="vllm", vllm_arg=["tensor_parallel_size=2", "gpu_memory_utilization=0.9",
+                                                    "enforce_eager=true", "kv_cache_dtype=fp8"])
+    assert cfg.backend == "vllm"
+    assert dict(cfg.vllm_args) == {"tensor_parallel_size": 2, "gpu_memory_utilization": 0.9, "enforce_eager": True,
+                                   "kv_cache_dtype": "fp8"}
+    assert cfg.to_json()["vllm_args"]["tensor_parallel_size"] == 2
 
 
 @pytest.mark.parametrize("name", ["spider", "mmlu", "stem", "extra", "base"])

@@ -106,5 +106,16 @@ def test_vllm_is_imported_only_when_asked_for() -> None:
     try:
         import vllm  # noqa: F401
     except ImportError:
-        with pytest.raises(ModelLoadError, match=r"needs vllm\. Fix: pip install -e '\.\[gpu\]'"):
+        with pytest.raises(ModelLoadError, match=r"needs vllm, which is not importable .*pip install -e '\.\[gpu\]'.*"
+                                                 r"scripts/setup_vllm_cpu\.sh"):
             VLLMBackend.load()
+
+
+def test_vllm_scores_each_continuation_token_after_the_tokens_before_it() -> None:
+    """One query per continuation token; a context's one-token letters share one query (one vLLM request)."""
+    from evalkit.inference.vllm_backend import next_token_queries
+
+    encoded = [([1, 2, 3], [10]), ([1, 2, 3], [11]), ([1, 2], [7, 8, 9]), ([5], [6])]
+    assert next_token_queries(encoded, [0, 1, 2, 3], window=8) == {
+        (1, 2, 3): [(0, 10), (1, 11)], (1, 2): [(2, 7)], (1, 2, 7): [(2, 8)], (1, 2, 7, 8): [(2, 9)], (5,): [(3, 6)]}
+    assert next_token_queries(encoded, [2], window=2) == {(1, 2): [(2, 7)], (2, 7): [(2, 8)], (7, 8): [(2, 9)]}
