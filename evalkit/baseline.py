@@ -82,6 +82,6 @@ def write_baseline(cfg: RunConfig, records: Sequence[CaseRecord], models: Mappin
         "data": data_checksums(cfg),
         "settings": comparable_settings(cfg),
         "config": cfg.to_json(),
-        "records": [r.to_dict() for r in records if r.variant == BASE],
+        "records": [r.stored() for r in records if r.variant == BASE],
     }
     cfg.save_baseline.write_text(json.dumps(payload, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

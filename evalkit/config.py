@@ -210,7 +210,7 @@ def parse_run_config(raw: Mapping[str, Any], data_dir: Path, results_cache: Path
                           "writes them. Fix: drop one.")
     reserved = {name for s in suites for name in s.all_markers()} | set(REGISTRY)
     variants = _variants(raw["adapter"], reserved)
-    gates = tuple(parse_gate(text, {s.name for s in suites}, {v.name for v in variants}) for text in raw["gate"])
+    gates = tuple(parse_gate(text, {s.name: s.layout.metrics for s in suites}, {v.name for v in variants}) for text in raw["gate"])
     if raw["dtype"] not in DTYPES:
         raise ConfigError(f"--dtype {raw['dtype']!r}: use one of {', '.join(DTYPES)}.")
     return RunConfig(

@@ -1,9 +1,10 @@
 """Regression gates: ``--gate "mmlu.delta >= -0.02"`` parsed, judged against a :class:`~evalkit.summary.Summary`.
 
-Grammar: ``SUITE[.GROUP].KIND[.BOUND][@VARIANT] OP NUMBER`` where KIND is ``score`` (a variant's
+Grammar: ``SUITE[.GROUP][.METRIC].KIND[.BOUND][@VARIANT] OP NUMBER`` where KIND is ``score`` (a variant's
 accuracy) or ``delta`` (its paired difference to the base), GROUP one of the suite's groups or clusters (a Spider
-hardness or database, an MMLU category or subject), BOUND ``lo``/``hi`` (compare that end of the CI), OP ``>=`` or
-``<=``, and NUMBER a fraction (``0.30`` is 30 %). Without ``@VARIANT`` a gate applies to every adapter
+hardness or database, an MMLU category or subject), METRIC one of the suite's secondary scores (Spider's
+``em``, exact-set match; the suite's own score when absent), BOUND ``lo``/``hi`` (compare that end of the CI),
+OP ``>=`` or ``<=``, and NUMBER a fraction (``0.30`` is 30 %). Without ``@VARIANT`` a gate applies to every adapter
 (the models under test), or to the base when no adapter was evaluated.
 
 Judging (why): by default (``basis="ci"``) a gate fails only when the data show a violation, i.e. the
@@ -21,7 +22,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -35,7 +36,7 @@ _GATE = re.compile(
     r"^\s*(?P<path>[\w.\-]+?)(?:@(?P<variant>[\w.\-]+))?\s*(?P<op>>=|<=)\s*"
     r"(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
 )
-_FORM = "SUITE[.GROUP].score|delta[.lo|.hi][@VARIANT] >=|<= NUMBER, e.g. \"mmlu.delta >= -0.02\""
+_FORM = "SUITE[.GROUP][.METRIC].score|delta[.lo|.hi][@VARIANT] >=|<= NUMBER, e.g. \"mmlu.delta >= -0.02\""
 
 
 @dataclass(frozen=True)
@@ -48,11 +49,13 @@ class Gate:
     variant: str | None
     op: str
     threshold: float
+    metric: str | None = None
 
 
-def parse_gate(text: str, suites: Collection[str], variants: Collection[str] | None = None) -> Gate:
-    """Parse one gate expression against the run's ``suites`` (and ``variants`` when known), so a typo is
-    reported before the run, not after hours of inference; a malformed one raises :class:`ConfigError`."""
+def parse_gate(text: str, suites: Mapping[str, Collection[str]], variants: Collection[str] | None = None) -> Gate:
+    """Parse one gate expression against the run's ``suites`` (name -> secondary metric names) and
+    ``variants`` (when known), so a typo is reported before the run, not after hours of inference; a
+    malformed one raises :class:`ConfigError`."""
     match = _GATE.match(text)
     if not match:
         raise ConfigError(f"Gate {text!r} cannot be read. Fix: write it as {_FORM}.")
@@ -67,6 +70,8 @@ def parse_gate(text: str, suites: Collection[str], variants: Collection[str] | N
     if variants is not None and variant is not None and variant not in variants:
         raise ConfigError(f"Gate {text!r}: variant {variant!r} is not evaluated in this run. "
                           f"Fix: use one of {', '.join(variants)}, or drop @{variant} to gate every adapter.")
+    middle = parts[1:-1]
+    metric = middle.pop() if middle and middle[-1] in suites[parts[0]] else None
     threshold, kind = float(match["value"]), parts[-1]
     if kind == "delta" and variant == BASE:
         raise ConfigError(f"Gate {text!r}: the base has no delta against itself. Fix: name an adapter after @, or "
@@ -78,8 +83,8 @@ def parse_gate(text: str, suites: Collection[str], variants: Collection[str] | N
     if not low <= threshold <= 1.0:
         raise ConfigError(f"Gate {text!r}: {threshold:g} is outside {low:g}..1; thresholds are fractions "
                           f"(0.30 is 30%, -0.02 is -2 pp). Fix: write it as a fraction.")
-    return Gate(text=text.strip(), suite=parts[0], group=".".join(parts[1:-1]) or None, kind=kind,
-                bound=bound, variant=variant, op=match["op"], threshold=threshold)
+    return Gate(text=text.strip(), suite=parts[0], group=".".join(middle) or None, kind=kind,
+                bound=bound, variant=variant, op=match["op"], threshold=threshold, metric=metric)
 
 
 def check_gate_groups(gates: Sequence[Gate], names: dict[str, set[str]]) -> None:
@@ -97,7 +102,8 @@ def check_gate_groups(gates: Sequence[Gate], names: dict[str, set[str]]) -> None
 
 @dataclass(frozen=True)
 class GateResult:
-    """One gate applied to one variant: the figure, the evidence and the verdict (PASS, FAIL, ERROR)."""
+    """One gate applied to one variant: the figure, the evidence and the verdict (PASS, FAIL, ERROR);
+    ``suite``, ``group``, ``metric`` and ``bound`` say which figure, for plots that draw the margins."""
 
     gate: str
     label: str
@@ -107,6 +113,10 @@ class GateResult:
     threshold: float
     basis: str
     policy: str
+    suite: str
+    group: str | None = None
+    metric: str | None = None
+    bound: str | None = None
     value: float | None = None
     lo: float | None = None
     hi: float | None = None
@@ -198,12 +208,13 @@ def evaluate_gates(gates: Sequence[Gate], summary: Summary, basis: Basis = "ci",
             pending.append((gate, gate.text, None, targets))
             continue
         for variant in targets:
-            path = ".".join(filter(None, [gate.suite, gate.group, gate.kind, gate.bound]))
+            path = ".".join(filter(None, [gate.suite, gate.group, gate.metric, gate.kind, gate.bound]))
             label = f"{path}@{variant}"
-            figure = summary.figure(gate.suite, gate.group, gate.kind, variant)
+            figure = summary.figure(gate.suite, gate.group, gate.kind, variant, gate.metric)
             missing = None
             if figure is None:
-                what = f"suite {gate.suite!r}" if gate.suite not in summary.suites else f"group {gate.group!r}"
+                what = (f"suite {gate.suite!r}" if gate.suite not in summary.suites
+                        else f"group {gate.group!r}" if gate.group else f"metric {gate.metric!r}")
                 missing = f"{label} was not computed: {what} has no scored items in this run"
             pending.append((gate, label, figure, missing))
     uses_ci = [i for i, (g, _, f, m) in enumerate(pending) if m is None and g.bound is None and basis == "ci"]
@@ -212,7 +223,8 @@ def evaluate_gates(gates: Sequence[Gate], summary: Summary, basis: Basis = "ci",
     policy = _policy(basis, correction, confidence, len(uses_ci))
     results = []
     for i, (gate, label, figure, missing) in enumerate(pending):
-        common = dict(gate=gate.text, label=label, kind=gate.kind, op=gate.op, threshold=gate.threshold, policy=policy)
+        common = dict(gate=gate.text, label=label, kind=gate.kind, op=gate.op, threshold=gate.threshold, policy=policy,
+                      suite=gate.suite, group=gate.group, metric=gate.metric, bound=gate.bound)
         if missing is not None:
             results.append(GateResult(verdict="ERROR", basis=basis, message=missing, **common))
             continue

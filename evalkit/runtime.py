@@ -150,8 +150,9 @@ class Runtime:
 
     def measure(self, item: EvalItem) -> tuple[Scored, CaseRecord]:
         """Score the item's output once: the measured test case and metric, and the record made from them."""
-        scored = item.suite.score(item.example, self.prompt(item), self.output(item))
+        prompt = self.prompt(item)
+        scored = item.suite.score(item.example, prompt, self.output(item))
         metric = scored.metric
         record = item.record(scored.status, score=float(metric.score), passed=bool(metric.success),
-                             reason=metric.reason, **scored.fields)
+                             reason=metric.reason, prompt=prompt, **scored.fields)
         return scored, record

@@ -287,6 +287,12 @@ def _wilson_violation_p(point: float, threshold: float, n: int, sign: float, vio
 
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm-Bonferroni adjusted p-values (statsmodels ``multipletests``), for judging several gates at once."""
+    return adjusted_p_values(p_values, "holm")
+
+
+def adjusted_p_values(p_values: Sequence[float], method: str) -> list[float]:
+    """p-values adjusted by statsmodels ``multipletests`` (``holm``, ``fdr_bh``, ...); NaN stays NaN and
+    is not counted as a test."""
     if not p_values:
         return []
     from statsmodels.stats.multitest import multipletests
@@ -295,7 +301,7 @@ def holm(p_values: Sequence[float]) -> list[float]:
     known = ~np.isnan(values)
     adjusted = np.full(values.shape, math.nan)
     if known.any():
-        adjusted[known] = multipletests(values[known], method="holm")[1]
+        adjusted[known] = multipletests(values[known], method=method)[1]
     return adjusted.tolist()
 
 

@@ -10,16 +10,17 @@ of outcomes and, for multiple-choice suites, of predicted answer positions; and 
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+from evalkit.changes import Changes, changes
+from evalkit.records import ALL, BASE, CaseRecord, Figures
 from evalkit.stats import Estimate, PairedDelta, macro_ci, mean_ci, paired_delta
 
-BASE = "base"
-ALL = "all"
+__all__ = ["ALL", "BASE", "CaseRecord", "Counts", "Figures", "Layout", "Summary", "SuiteSummary", "sort_records",
+           "summarize"]
+
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,8 @@ class Layout:
     ``role`` is ``target`` for the skill fine-tuning trains (Spider) and ``retention`` for what it may
     cost (MMLU, a user's own multiple-choice file): the trade-off plot draws targets against retentions.
     ``choices`` marks multiple-choice suites, whose predicted answer positions are counted and whose
-    figures are checked against chance; ``chance_fix`` is the advice when they are at chance.
+    figures are checked against chance; ``chance_fix`` is the advice when they are at chance. ``metrics``
+    names the secondary per-example scores the suite reports (Spider's ``em``), which gates may name.
     """
 
     title: str
@@ -41,52 +43,10 @@ class Layout:
     role: str = "retention"
     choices: bool = False
     chance_fix: str = "use a larger model"
+    metrics: tuple[str, ...] = ()
 
     def label(self, group: str) -> str:
         return self.group_labels.get(group, group)
-
-
-@dataclass(frozen=True)
-class CaseRecord:
-    """One example evaluated by one variant, as the per-example JSONL stores it.
-
-    ``status`` is ``scored`` (the metric ran: ``score``, ``passed``, ``outcome`` are set), ``skipped``
-    (``reason`` says why, e.g. a missing database) or ``error`` (inference or scoring crashed, or the
-    example itself is broken). ``output`` is the raw generation and ``logprobs`` the choice log-likelihoods;
-    ``extracted`` is what the metric read from them (the SQL statement, the answer letter) and ``expected``
-    the gold answer (a multiple-choice letter). ``secondary`` holds other per-example scores the suite
-    reports beside its main one (e.g. the cloze format's ``acc`` and ``acc_norm``), aggregated the same
-    way; ``details`` is the metric's evidence (e.g. the answer texts' lengths), stored as is.
-    """
-
-    suite: str
-    variant: str
-    id: str
-    group: str
-    cluster: str
-    template: str
-    status: str
-    score: float | None = None
-    passed: bool | None = None
-    outcome: str | None = None
-    extracted: str | None = None
-    output: str | None = None
-    logprobs: tuple[float, ...] | None = None
-    reason: str | None = None
-    expected: str | None = None
-    secondary: dict[str, float] | None = None
-    details: dict[str, Any] | None = None
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CaseRecord:
-        known = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        if values.get("logprobs") is not None:
-            values["logprobs"] = tuple(values["logprobs"])
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -104,21 +64,6 @@ class Counts:
 
 
 @dataclass(frozen=True)
-class Figures:
-    """A figure (score :class:`Estimate` or :class:`PairedDelta`) overall, per group and per cluster."""
-
-    overall: Any
-    groups: dict[str, Any] = field(default_factory=dict)
-    clusters: dict[str, Any] = field(default_factory=dict)
-
-    def get(self, label: str | None) -> Any:
-        """The figure for ``None``/"all" (overall), a group name, or a cluster name; None if absent."""
-        if label in (None, ALL):
-            return self.overall
-        return self.groups.get(label, self.clusters.get(label))
-
-
-@dataclass(frozen=True)
 class SuiteSummary:
     suite: str
     template: str
@@ -132,6 +77,7 @@ class SuiteSummary:
     expected: dict[str, dict[str, int]] = field(default_factory=dict)  # gold positions, choice suites
     secondary: dict[str, dict[str, Figures]] = field(default_factory=dict)  # metric -> variant -> scores
     secondary_deltas: dict[str, dict[str, Figures]] = field(default_factory=dict)  # metric -> adapter -> deltas
+    changes: dict[str, Changes] = field(default_factory=dict)  # per adapter: flips, cluster effects, transitions
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -153,12 +99,18 @@ class Summary:
     def adapters(self) -> list[str]:
         return [v for v in self.variants if v != BASE]
 
-    def figure(self, suite: str, label: str | None, kind: str, variant: str) -> Estimate | PairedDelta | None:
-        """Look a figure up the way gates name it: ``suite[.label].kind@variant`` (kind: score, delta)."""
+    def figure(self, suite: str, label: str | None, kind: str, variant: str,
+               metric: str | None = None) -> Estimate | PairedDelta | None:
+        """Look a figure up the way gates name it: ``suite[.label][.metric].kind@variant`` (kind: score,
+        delta; ``metric`` a secondary score such as Spider's ``em``, None for the suite's own score)."""
         summary = self.suites.get(suite)
         if summary is None:
             return None
-        figures = (summary.scores if kind == "score" else summary.deltas).get(variant)
+        if metric is None:
+            by_variant = summary.scores if kind == "score" else summary.deltas
+        else:
+            by_variant = (summary.secondary if kind == "score" else summary.secondary_deltas).get(metric, {})
+        figures = by_variant.get(variant)
         return None if figures is None else figures.get(label)
 
 
@@ -171,6 +123,11 @@ def _main_score(record: CaseRecord) -> float:
 
 def _secondary(metric: str) -> Value:
     return lambda record: (record.secondary or {})[metric]
+
+
+def _having(records: Sequence[CaseRecord], metric: str) -> list[CaseRecord]:
+    """The records that carry a secondary score (Spider's ``em`` is missing where the gold does not parse)."""
+    return [r for r in records if metric in (r.secondary or {})]
 
 
 def _scores(records: Sequence[CaseRecord], clustered: bool, confidence: float, value: Value = _main_score) -> Figures:
@@ -267,11 +224,12 @@ def summarize(records: Iterable[CaseRecord], variants: Sequence[str], layouts: M
                 if figures is not None:
                     deltas[adapter] = figures
         metrics = sorted({m for rs in scored.values() for r in rs for m in (r.secondary or {})})
-        secondary = {m: {v: _scores(rs, layout.clustered, confidence, _secondary(m)) for v, rs in scored.items() if rs}
+        secondary = {m: {v: _scores(_having(rs, m), layout.clustered, confidence, _secondary(m))
+                         for v, rs in scored.items() if _having(rs, m)}
                      for m in metrics}
-        secondary_deltas = {m: {a: f for a in variants if a != BASE and scored.get(BASE) and scored.get(a)
-                                and (f := _deltas(scored[BASE], scored[a], layout.clustered, confidence,
-                                                  _secondary(m))) is not None}
+        secondary_deltas = {m: {a: f for a in deltas
+                                if (f := _deltas(_having(scored[BASE], m), _having(scored[a], m), layout.clustered,
+                                                 confidence, _secondary(m))) is not None}
                             for m in metrics}
         suites[suite] = SuiteSummary(
             suite, templates.get(suite, ""), layout,
@@ -284,6 +242,7 @@ def summarize(records: Iterable[CaseRecord], variants: Sequence[str], layouts: M
             expected={v: dict(sorted(Counter(r.expected for r in rs if r.expected).items()))
                       for v, rs in scored.items() if rs and layout.choices},
             secondary=secondary, secondary_deltas=secondary_deltas,
+            changes={a: changes(scored[BASE], scored[a], f, confidence) for a, f in deltas.items()},
             warnings=_chance_warnings(suite, layout, scored, scores, confidence) if layout.choices else [],
         )
     return Summary(list(variants), suites, confidence)

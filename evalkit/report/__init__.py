@@ -1,5 +1,6 @@
 """Renderers of a :class:`~evalkit.summary.Summary`: text tables (:mod:`.text`), files (:mod:`.files`),
-plots (:mod:`.plots`); :func:`write_report` writes them all into one folder."""
+plots (:mod:`.plots`), the self-contained HTML page (:mod:`.html`); :func:`write_report` writes them all
+into one folder."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evalkit.report.files import read_cases, to_json, to_markdown, write_cases
-from evalkit.report.plots import plot_deltas, plot_tradeoff
+from evalkit.report.html import to_html
+from evalkit.report.plots import plot_deltas, plot_effects, plot_tradeoff, plot_transitions
 from evalkit.report.text import render_text
 from evalkit.summary import CaseRecord, Summary, sort_records
 
@@ -19,17 +21,34 @@ if TYPE_CHECKING:
 __all__ = ["read_cases", "render_text", "to_json", "to_markdown", "write_report"]
 
 
+def _plots(directory: Path, summary: Summary, gates: Sequence[GateResult]) -> list[Path]:
+    """Every PNG that has something to show: the trade-off, per suite its deltas, and per suite and
+    adapter the clusters' forest plot and the outcome transitions."""
+    drawn = []
+    if plot_tradeoff(summary, directory / "tradeoff.png", gates):
+        drawn.append(directory / "tradeoff.png")
+    for suite in summary.suites:
+        if plot_deltas(summary, suite, directory / f"deltas_{suite}.png"):
+            drawn.append(directory / f"deltas_{suite}.png")
+        for adapter in summary.suites[suite].changes:
+            for name, plot in (("effects", plot_effects), ("transitions", plot_transitions)):
+                path = directory / f"{name}_{suite}_{adapter}.png"
+                if plot(summary, suite, adapter, path):
+                    drawn.append(path)
+    return drawn
+
+
 def write_report(directory: Path, summary: Summary, records: Sequence[CaseRecord], gates: Sequence[GateResult],
                  meta: Mapping[str, Any]) -> list[Path]:
-    """Write tradeoff.json, tradeoff.md, cases.jsonl and the PNGs into ``directory``; return the paths."""
+    """Write tradeoff.json, tradeoff.md, cases.jsonl, the PNGs and tradeoff.html into ``directory``; return
+    the paths."""
     directory.mkdir(parents=True, exist_ok=True)
+    rows = sort_records(records, summary.variants)
     written = [directory / "tradeoff.json", directory / "tradeoff.md", directory / "cases.jsonl"]
     written[0].write_text(json.dumps(to_json(summary, gates, meta), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     written[1].write_text(to_markdown(summary, gates, meta), encoding="utf-8")
-    write_cases(sort_records(records, summary.variants), written[2])
-    for suite in summary.suites:
-        if plot_deltas(summary, suite, directory / f"deltas_{suite}.png"):
-            written.append(directory / f"deltas_{suite}.png")
-    if plot_tradeoff(summary, directory / "tradeoff.png"):
-        written.append(directory / "tradeoff.png")
-    return written
+    write_cases(rows, written[2])
+    plots = _plots(directory, summary, gates)
+    page = directory / "tradeoff.html"
+    page.write_text(to_html(summary, rows, gates, meta, plots), encoding="utf-8")
+    return [*written, *plots, page]

@@ -9,14 +9,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evalkit.report.answer import answer
-from evalkit.report.text import counts_line, positions_rows, suite_caption, suite_rows, suite_title, warnings
+from evalkit.report.text import (answer_lines, counts_line, effects_rows, flip_rows, flips_line, positions_rows, suite_caption,
+                                 suite_rows, suite_title, transition_rows, warnings)
 from evalkit.summary import ALL, CaseRecord, Figures, Summary
 
 if TYPE_CHECKING:
     from evalkit.gates import GateResult
 
 JSON_FORMAT = "tradeoff-report/2"  # 2: stratified CIs (n_strata, stratified_by)
+MD_FLIPS = 5  # flipped examples per direction, and clusters per end, that tradeoff.md shows
 
 
 def clean(value: Any) -> Any:
@@ -54,9 +55,10 @@ def to_json(summary: Summary, gates: Sequence[GateResult], meta: Mapping[str, An
             "secondary": {m: {v: _figures_json(f) for v, f in scores.items()} for m, scores in s.secondary.items()},
             "secondary_deltas": {m: {a: _figures_json(f) for a, f in deltas.items()}
                                  for m, deltas in s.secondary_deltas.items()},
+            "changes": clean(s.changes),
             "warnings": s.warnings,
         }
-    return {"format": JSON_FORMAT, **clean(dict(meta)), "answer": answer(summary), "confidence": summary.confidence,
+    return {"format": JSON_FORMAT, **clean(dict(meta)), "answer": answer_lines(summary, gates), "confidence": summary.confidence,
             "variants": summary.variants, "suites": suites, "gates": [clean(g) for g in gates]}
 
 
@@ -69,9 +71,7 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def to_markdown(summary: Summary, gates: Sequence[GateResult], meta: Mapping[str, Any]) -> str:
     """A paste-able report: one table per suite, the counts, the gates and the models evaluated."""
-    parts = ["# Trade-off report", ""]
-    if answer(summary):
-        parts += ["## The answer", "", *(f"- {line}" for line in answer(summary)), ""]
+    parts = ["# Trade-off report", "", "## The answer", "", *(f"- {line}" for line in answer_lines(summary, gates)), ""]
     models = meta.get("models", {})
     if models:
         parts += ["Models: " + "; ".join(f"`{v}` = {m.get('spec')}" + (f" + {m['adapter']}" if m.get("adapter") else "")
@@ -82,6 +82,7 @@ def to_markdown(summary: Summary, gates: Sequence[GateResult], meta: Mapping[str
                   f"_{suite_caption(summary, suite)}._", "", f"Counts: {counts_line(summary, suite)}.", ""]
         if summary.suites[suite].predicted:
             parts += ["Answer positions, predicted vs gold:", "", _md_table(*positions_rows(summary, suite)), ""]
+        parts += _changes_markdown(summary, suite)
     if gates:
         parts += ["## Regression gates", "", gates[0].policy, "",
                   _md_table(["gate", "figure", "evidence", "verdict"],
@@ -94,10 +95,31 @@ def to_markdown(summary: Summary, gates: Sequence[GateResult], meta: Mapping[str
     return "\n".join(parts)
 
 
+def _changes_markdown(summary: Summary, suite: str, shown: int = MD_FLIPS) -> list[str]:
+    """Per adapter: the flip counts, the first flipped examples of each direction, the clusters' effects
+    at both ends, and the outcome transitions where there are more outcomes than right and wrong."""
+    parts = []
+    s = summary.suites[suite]
+    for adapter, change in s.changes.items():
+        parts += [f"### What changed: {adapter} vs base", "", flips_line(change) + ".", ""]
+        if change.flips:
+            header, rows = flip_rows(change, shown)
+            parts += [f"First {shown} flipped examples of each direction (all {len(change.flips)} in tradeoff.json, "
+                      "and in tradeoff.html):", "", _md_table(header, rows), ""]
+        if len(change.effects) > 1:
+            header, rows = effects_rows(summary, suite, adapter, shown)
+            parts += [f"Per {s.layout.cluster_title}, the {shown} largest losses and gains (all in tradeoff.json):",
+                      "", _md_table(header, rows), ""]
+        if len(change.outcomes) > 2:
+            parts += ["Outcome transitions (rows: base, columns: adapter):", "",
+                      _md_table(*transition_rows(change)), ""]
+    return parts
+
+
 def write_cases(records: Iterable[CaseRecord], path: Path) -> None:
     with path.open("w", encoding="utf-8") as handle:
         for record in records:
-            handle.write(json.dumps(clean(record.to_dict()), ensure_ascii=False) + "\n")
+            handle.write(json.dumps(clean(record.stored()), ensure_ascii=False) + "\n")
 
 
 def read_cases(path: Path) -> list[CaseRecord]:

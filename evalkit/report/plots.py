@@ -1,11 +1,17 @@
-"""The summary as pictures (matplotlib PNGs): per-group deltas per suite, and the trade-off itself."""
+"""The summary as pictures (matplotlib PNGs): per-group deltas per suite, the trade-off itself with the
+gates' margins, each cluster's effect (a forest plot) and the outcome transitions (a heat map)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from evalkit.report.text import finite
 from evalkit.summary import ALL, BASE, Summary
+
+if TYPE_CHECKING:
+    from evalkit.gates import GateResult
 
 
 def plot_deltas(summary: Summary, suite: str, path: Path) -> bool:
@@ -40,10 +46,30 @@ def plot_deltas(summary: Summary, suite: str, path: Path) -> bool:
     return True
 
 
-def plot_tradeoff(summary: Summary, path: Path) -> bool:
+def _margins(gates: Sequence[GateResult], suite: str) -> list[tuple[str, float, str]]:
+    """The overall delta gates on ``suite`` (its own score): (gate text, threshold, op), one per gate."""
+    seen = {}
+    for g in gates:
+        if g.suite == suite and g.kind == "delta" and g.group is None and g.metric is None:
+            seen.setdefault(g.gate, (g.gate, g.threshold, g.op))
+    return list(seen.values())
+
+
+def _draw_margins(ax: Any, margins: Sequence[tuple[str, float, str]], vertical: bool) -> tuple[float, float]:
+    """Each margin as a dashed line labelled with its gate; returns the passing interval (pp) they leave."""
+    low, high = float("-inf"), float("inf")
+    for text, threshold, op in margins:
+        at = 100 * threshold
+        (ax.axvline if vertical else ax.axhline)(at, color="tab:green", linestyle="--", linewidth=1, label=text)
+        low, high = (max(low, at), high) if op == ">=" else (low, min(high, at))
+    return low, high
+
+
+def plot_tradeoff(summary: Summary, path: Path, gates: Sequence[GateResult] = ()) -> bool:
     """The target suite's gain (y) against a retention suite's change (x), one point per adapter with both
     CIs, adapters joined in the order given (e.g. checkpoints) to draw the trade-off curve; one panel per
-    retention suite."""
+    retention suite. The delta gates on either suite are dashed lines and the region where every one of
+    them holds is shaded, so the acceptable checkpoints show at a glance."""
     from matplotlib.figure import Figure
 
     targets = [s for s in summary.suites.values() if s.layout.role == "target" and s.deltas]
@@ -71,9 +97,74 @@ def plot_tradeoff(summary: Summary, path: Path) -> bool:
             ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, 6))
         ax.axhline(0, color="grey", linewidth=0.6)
         ax.axvline(0, color="grey", linewidth=0.6)
+        x_margins, y_margins = _margins(gates, retention.suite), _margins(gates, target.suite)
+        if x_margins or y_margins:  # the lines widen the axes' limits to include themselves
+            left, right = _draw_margins(ax, x_margins, vertical=True)
+            bottom, top = _draw_margins(ax, y_margins, vertical=False)
+            ax.margins(0.1)
+            (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+            ax.fill_between([max(x0, left), min(x1, right)], max(y0, bottom), min(y1, top), color="tab:green",
+                            alpha=0.12, zorder=0, label="every gate's margin holds (point estimate)")
+            ax.set_xlim(x0, x1)
+            ax.set_ylim(y0, y1)
+            ax.legend(loc="best", fontsize="small")
         ax.set_xlabel(f"{retention.layout.title} Δ vs {BASE} (pp)")
         ax.set_ylabel(f"{target.layout.title} Δ vs {BASE} (pp)")
         ax.set_title(f"Trade-off per adapter ({100 * summary.confidence:g}% paired CIs)")
     if drawn:
         fig.savefig(path, dpi=120)
     return drawn
+
+
+def plot_effects(summary: Summary, suite: str, adapter: str, path: Path) -> bool:
+    """A forest plot: every cluster's paired delta with its CI, sorted, the ones that stand after the
+    Benjamini-Hochberg correction in colour."""
+    from matplotlib.figure import Figure
+
+    s = summary.suites[suite]
+    effects = [e for e in s.changes[adapter].effects if finite(e.delta.lo)] if adapter in s.changes else []
+    if len(effects) < 2:
+        return False
+    fig = Figure(figsize=(7, 1.2 + 0.22 * len(effects)), layout="constrained")
+    ax = fig.subplots()
+    for y, effect in enumerate(effects):
+        d = effect.delta
+        colour = "tab:red" if effect.stands and d.delta < 0 else "tab:blue" if effect.stands else "grey"
+        ax.errorbar([100 * d.delta], [y], xerr=[[100 * (d.delta - d.lo)], [100 * (d.hi - d.delta)]], fmt="o",
+                    color=colour, capsize=2, markersize=4)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(effects)), [e.cluster for e in effects], fontsize="small")
+    ax.set_ylim(len(effects) - 0.5, -0.5)
+    ax.set_xlabel(f"Δ {adapter} vs {BASE} (pp), {100 * summary.confidence:g}% CI per {s.layout.cluster_title}")
+    stands = sum(e.stands for e in effects)
+    ax.set_title(f"{s.layout.title}: {adapter} per {s.layout.cluster_title}\n"
+                 f"{stands} of {len(effects)} stand after Benjamini-Hochberg (coloured)", fontsize="medium")
+    fig.savefig(path, dpi=100)
+    return True
+
+
+def plot_transitions(summary: Summary, suite: str, adapter: str, path: Path) -> bool:
+    """A heat map of how each example's outcome moved, base (rows) to adapter (columns), counts written in;
+    only where there are more outcomes than right and wrong (Spider's syntax and execution errors...)."""
+    from matplotlib.figure import Figure
+
+    change = summary.suites[suite].changes.get(adapter)
+    if change is None or len(change.outcomes) <= 2:
+        return False
+    names = change.outcomes
+    counts = [[change.transitions.get(b, {}).get(a, 0) for a in names] for b in names]
+    fig = Figure(figsize=(1.1 * len(names) + 2.5, 0.8 * len(names) + 1.8), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(counts, cmap="Blues")
+    top = max(max(row) for row in counts)
+    for i, row in enumerate(counts):
+        for j, value in enumerate(row):
+            ax.text(j, i, str(value), ha="center", va="center", color="white" if value > top / 2 else "black")
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel(f"{adapter} outcome")
+    ax.set_ylabel(f"{BASE} outcome")
+    ax.set_title(f"{summary.suites[suite].layout.title}: outcome transitions")
+    fig.colorbar(image, ax=ax, label="examples")
+    fig.savefig(path, dpi=100)
+    return True

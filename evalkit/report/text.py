@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from evalkit.report.answer import answer
+from evalkit.changes import RIGHT_TO_WRONG, WRONG_TO_RIGHT, Changes
 from evalkit.stats import Estimate, PairedDelta
 from evalkit.summary import ALL, BASE, Summary
 
@@ -36,6 +37,24 @@ def fmt_delta(delta: PairedDelta | None) -> str:
     return f"{100 * delta.delta:+.1f} pp{ci}{p}"
 
 
+def answer_lines(summary: Summary, gates: Sequence[GateResult] = ()) -> list[str]:
+    """The answer, one line per adapter: each suite's change in words (:mod:`evalkit.report.answer`), then
+    its gates' verdicts; the base's scores when no adapter ran."""
+    if not summary.adapters:
+        return ["base: " + "; ".join(f"{s.layout.title} {fmt_score(s.scores[BASE].overall)}"
+                                     for s in summary.suites.values() if BASE in s.scores)]
+    lines = []
+    for line in answer(summary):
+        variant = line.split(" vs ", 1)[0]
+        verdicts = [g for g in gates if g.label.endswith(f"@{variant}")]
+        failed = [g.label for g in verdicts if g.verdict != "PASS"]
+        if verdicts:
+            line += f" Gates: {len(verdicts) - len(failed)} of {len(verdicts)} pass" + (
+                f" (not: {', '.join(failed)})." if failed else ".")
+        lines.append(line)
+    return lines
+
+
 def suite_rows(summary: Summary, suite: str) -> tuple[list[str], list[list[str]]]:
     """Header and rows of a suite's table: one row for all items and one per group; a score column per
     variant and a paired-delta column per adapter."""
@@ -53,6 +72,50 @@ def suite_rows(summary: Summary, suite: str) -> tuple[list[str], list[list[str]]
         rows.append([f"{ALL} ({metric})", *(fmt_score(scores[v].overall if v in scores else None) for v in variants),
                      *(fmt_delta(deltas[a].overall if a in deltas else None) for a in adapters)])
     return header, rows
+
+
+def short(text: str | None, limit: int = 80) -> str:
+    """One line of at most ``limit`` characters (a question or SQL in a table cell)."""
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def flips_line(change: Changes) -> str:
+    """The McNemar cells in words, e.g. ``4 right -> wrong, 9 wrong -> right of 80 paired examples``."""
+    c = change.counts
+    stands = sum(e.stands for e in change.effects)
+    text = f"{c.right_to_wrong} right → wrong, {c.wrong_to_right} wrong → right of {c.n} paired examples"
+    if len(change.effects) > 1:
+        text += (f"; {stands} of {len(change.effects)} clusters' deltas stand after the Benjamini-Hochberg "
+                 "correction")
+    return text
+
+
+def flip_rows(change: Changes, shown: int) -> tuple[list[str], list[list[str]]]:
+    """The first ``shown`` flipped examples of each direction: what was asked, gold, each side's answer."""
+    rows = []
+    for direction in (RIGHT_TO_WRONG, WRONG_TO_RIGHT):
+        for flip in [f for f in change.flips if f.direction == direction][:shown]:
+            rows.append([direction.replace("_to_", " → "), flip.id, flip.cluster, short(flip.input), short(flip.expected),
+                         f"{short(flip.base, 60) or '-'} ({flip.base_outcome})",
+                         f"{short(flip.adapter, 60) or '-'} ({flip.adapter_outcome})"])
+    return ["flip", "id", "cluster", "question", "gold", BASE, "adapter"], rows
+
+
+def effects_rows(summary: Summary, suite: str, adapter: str, shown: int) -> tuple[list[str], list[list[str]]]:
+    """The clusters with the ``shown`` most negative and most positive paired deltas, with the adjusted p."""
+    s = summary.suites[suite]
+    effects = s.changes[adapter].effects
+    ends = effects if len(effects) <= 2 * shown else [*effects[:shown], *effects[-shown:]]
+    return ([s.layout.cluster_title, f"Δ {adapter} vs {BASE}", "p (BH-adjusted)", "stands"],
+            [[e.cluster, fmt_delta(e.delta), f"{e.p_adjusted:.3g}" if finite(e.p_adjusted) else "-",
+              "yes" if e.stands else "no"] for e in ends])
+
+
+def transition_rows(change: Changes) -> tuple[list[str], list[list[str]]]:
+    """The outcome transition matrix: one row per base outcome, one column per adapter outcome."""
+    return ([f"{BASE} ↓ adapter →", *change.outcomes],
+            [[b, *(str(change.transitions.get(b, {}).get(a, 0)) for a in change.outcomes)] for b in change.outcomes])
 
 
 def positions_rows(summary: Summary, suite: str) -> tuple[list[str], list[list[str]]]:
@@ -140,6 +203,6 @@ def render_text(summary: Summary, gates: Sequence[GateResult] = (), *, width: in
         console.print(f"{suite}: {counts_line(summary, suite)}", soft_wrap=True)
     for warning in warnings(summary):
         console.print(Text(f"Warning: {warning}", style="yellow"), soft_wrap=True)
-    for line in answer(summary):
+    for line in answer_lines(summary, gates):
         console.print(Text(f"Answer: {line}", style="bold"), soft_wrap=True)
     return buffer.getvalue()

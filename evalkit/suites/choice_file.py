@@ -116,6 +116,7 @@ class ChoiceFileSuite(Suite):
 
     def score(self, example: Example, prompt: str, output: Any) -> Scored:
         from evalkit.metrics.mmlu_accuracy import MMLUAccuracy, choice_test_case
+        from evalkit.prompts import lettered_question
 
         q = example.data
         case = choice_test_case(f"{self.name}-{q['id']}", prompt, q["answer"], q["choices"], logprobs=output,
@@ -123,7 +124,8 @@ class ChoiceFileSuite(Suite):
         metric = MMLUAccuracy()
         metric.measure(case)
         return Scored(case, metric, "scored", dict(outcome=metric.outcome, extracted=metric.predicted,
-                                                   expected=metric.gold, logprobs=tuple(metric.logprobs)))
+                                                   expected=metric.gold, logprobs=tuple(metric.logprobs),
+                                                   input=lettered_question(q["question"].strip(), q["choices"])))
 
 
 def parse_suite_spec(spec: str) -> ChoiceFileSuite:

@@ -66,7 +66,7 @@ class MMLUSuite(Suite):
             raise ConfigError(f"{self.flag('cloze_metric')} {self.cloze_metric!r}: use acc_norm or acc.")
         if self.format == "cloze":
             self.layout = dataclasses.replace(MMLUSuite.layout, title=f"MMLU cloze {self.cloze_metric}",
-                                              chance_fix="use a larger model")
+                                              chance_fix="use a larger model", metrics=CLOZE_METRICS)
 
     @property
     def template(self) -> str:
@@ -105,13 +105,15 @@ class MMLUSuite(Suite):
 
     def score(self, example: Example, prompt: str, output: Any) -> Scored:
         from evalkit.metrics.mmlu_accuracy import MMLUAccuracy, mmlu_test_case
+        from evalkit.prompts import lettered_question
 
         cloze = self.format == "cloze"
         case = mmlu_test_case(example.data, prompt, logprobs=output, template=self.template, cloze=cloze)
         metric = MMLUAccuracy(by=self.cloze_metric if cloze else "acc")
         metric.measure(case)
         fields: dict[str, Any] = dict(outcome=metric.outcome, extracted=metric.predicted, expected=metric.gold,
-                                      logprobs=tuple(metric.logprobs))
+                                      logprobs=tuple(metric.logprobs),
+                                      input=lettered_question(example.data.question.strip(), example.data.choices))
         if cloze:
             predictions = metric.predictions or {}
             fields["secondary"] = {rule: float(letter == metric.gold) for rule, letter in predictions.items()}

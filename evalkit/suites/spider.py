@@ -22,7 +22,7 @@ class SpiderSuite(Suite):
 
     name = "spider"
     layout = Layout(title="Spider execution accuracy", group_title="hardness", cluster_title="database",
-                    groups=LEVELS, clustered=False, role="target")
+                    groups=LEVELS, clustered=False, role="target", metrics=("em",))
     settings = (
         Setting("split", "Spider split: dev or train", "dev"),
         Setting("template", f"Spider prompt template ({', '.join(TEMPLATES)})", "spider-chat"),
@@ -87,8 +87,11 @@ class SpiderSuite(Suite):
         metric.measure(case)
         result = metric.result
         status = "error" if result.outcome is Outcome.GOLD_ERROR else "scored"
+        # Exact-set match comes from the same measurement (no second sandbox run); None: the gold does not parse.
+        em = None if result.exact_set_match is None else {"em": float(result.exact_set_match)}
         return Scored(case, metric, status, dict(outcome=result.outcome.value, extracted=result.extracted_sql,
-                                                 output=result.raw_output))
+                                                 output=result.raw_output, expected=data.query, input=data.question,
+                                                 secondary=em))
 
     def comparable(self) -> dict[str, Any]:
         return {"prompt template": self.template, "sample rows": self.sample_rows}

@@ -8,7 +8,6 @@ mostly exercise collection, scoring, aggregation and reporting. Expected counts 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -20,11 +19,10 @@ from typing import Any
 import pytest
 
 from evalkit.data.spider import load_spider
+from plugin_runs import ROOT, Run, make_project, run_args, run_project, save_random_adapter
 
 pytestmark = pytest.mark.model
 
-EVAL_TESTS = Path(__file__).resolve().parents[1] / "eval"
-ROOT = Path(__file__).resolve().parents[2]
 SPIDER_DB = "concert_singer"
 MMLU_SUBJECTS = ("abstract_algebra", "philosophy")  # STEM and humanities
 MMLU_PER_SUBJECT = 2
@@ -41,19 +39,7 @@ def levels_on(db_id: str, data_dir: Path) -> int:
 
 @pytest.fixture(scope="module")
 def adapter(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real LoRA adapter file for the embedded model: random A and B (B != 0), so it changes outputs."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-
-    from evalkit.models import load_model
-
-    torch.manual_seed(0)
-    base = load_model("smollm2-135m")
-    model = get_peft_model(base.model, LoraConfig(r=4, lora_alpha=4, target_modules=["q_proj", "v_proj"],
-                                                  init_lora_weights=False))
-    path = tmp_path_factory.mktemp("adapter") / "lora"
-    model.save_pretrained(path)
-    return path
+    return save_random_adapter(tmp_path_factory.mktemp("adapter") / "lora", seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -61,45 +47,11 @@ def results_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("results-cache")
 
 
-def make_project(path: Path) -> None:
-    """A user's project: the real evaluation test files and a conftest that loads the plugin."""
-    (path / "conftest.py").write_text('pytest_plugins = ["evalkit.plugin"]\n')
-    (path / "pytest.ini").write_text("[pytest]\nasyncio_default_fixture_loop_scope = function\nfilterwarnings =\n"
-                                     "    ignore::DeprecationWarning\n")
-    (path / "test_eval.py").write_text((EVAL_TESTS / "test_eval.py").read_text())
-
-
 @pytest.fixture
 def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     make_project(pytester.path)
     return pytester
-
-
-class Run:
-    """One finished pytest run: exit code, output, and the report files it wrote."""
-
-    def __init__(self, result: pytest.RunResult, report_dir: Path) -> None:
-        self.result = result
-        self.rc = int(result.ret)
-        self.out = result.stdout.str() + result.stderr.str()
-        self.report_dir = report_dir
-        path = report_dir / "tradeoff.json"
-        self.json: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
-
-    def cases(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in (self.report_dir / "cases.jsonl").read_text().splitlines()]
-
-    def stable_json(self) -> dict[str, Any]:
-        """Everything but the run's timing and machine details (and where its report went)."""
-        data = {k: v for k, v in self.json.items() if k != "run"}
-        data["config"] = {k: v for k, v in data["config"].items() if k != "report_dir"}
-        return data
-
-
-def run_args(data_dir: Path, cache: Path, report: Path, *args: str) -> list[str]:
-    return ["-p", "no:cacheprovider", "--tb=line", "-rs", f"--data-dir={data_dir}", f"--results-cache={cache}",
-            f"--report-dir={report}", *args]
 
 
 def run(pytester: pytest.Pytester, data_dir: Path, cache: Path, *args: str, name: str = "report") -> Run:
@@ -112,17 +64,8 @@ def joint(tmp_path_factory, data_dir, results_cache, adapter) -> Run:
     """The reference run, shared by several tests: base + adapter on the small sample, with passing gates.
 
     Module-scoped (pytester is per test), so it is the same subprocess pytester would start."""
-    path = tmp_path_factory.mktemp("joint")
-    make_project(path)
-    command = [sys.executable, "-m", "pytest", *run_args(data_dir, results_cache, path / "report", *SMALL,
-                                                          f"--adapter=lora={adapter}", "-v",
-                                                          "--gate", "mmlu.delta >= -1", "--gate", "spider.score >= 0")]
-    started = time.monotonic()
-    done = subprocess.run(command, cwd=path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
-                          text=True, timeout=600)
-    result = pytest.RunResult(done.returncode, done.stdout.splitlines(), done.stderr.splitlines(),
-                              time.monotonic() - started)
-    return Run(result, path / "report")
+    return run_project(tmp_path_factory.mktemp("joint"), data_dir, results_cache, *SMALL, f"--adapter=lora={adapter}",
+                       "-v", "--gate", "mmlu.delta >= -1", "--gate", "spider.score >= 0")
 
 
 def test_summary_counts_files_and_ids(joint, data_dir):

@@ -11,7 +11,7 @@ from evalkit.summary import CaseRecord, summarize
 from evalkit.stats import holm, minimal_detectable_effect, violation_p_value
 
 TEMPLATES = {"spider": "spider-chat", "mmlu": "mmlu-0shot"}
-SUITES = tuple(REGISTRY)
+SUITES = {name: suite.layout.metrics for name, suite in REGISTRY.items()}
 LAYOUTS = {name: suite.layout for name, suite in REGISTRY.items()}
 
 

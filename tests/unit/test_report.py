@@ -102,7 +102,8 @@ def test_write_report_writes_strict_json_markdown_cases_and_plots(tmp_path):
     summary = summarize(records, VARIANTS, LAYOUTS, TEMPLATES)
     paths = write_report(tmp_path, summary, records, [], {"config": {"seed": 0}, "run": {"workers": 1}})
     names = {p.name for p in paths}
-    assert names == {"tradeoff.json", "tradeoff.md", "cases.jsonl", "deltas_spider.png", "deltas_mmlu.png", "tradeoff.png"}
+    assert names == {"tradeoff.json", "tradeoff.md", "cases.jsonl", "deltas_spider.png", "deltas_mmlu.png", "tradeoff.png",
+                     "tradeoff.html", *(f"effects_{s}_{a}.png" for s in ("spider", "mmlu") for a in VARIANTS[1:])}
     data = json.loads((tmp_path / "tradeoff.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
     assert data["config"] == {"seed": 0}
     assert data["suites"]["mmlu"]["stratified_by"] == "subject"
@@ -119,7 +120,8 @@ def test_no_adapter_means_no_delta_and_no_plots(tmp_path):
     records = [r for r in make_records() if r.variant == "base"]
     summary = summarize(records, ["base"], LAYOUTS, TEMPLATES)
     assert summary.suites["spider"].deltas == {}
-    assert {p.name for p in write_report(tmp_path, summary, records, [], {})} == {"tradeoff.json", "tradeoff.md", "cases.jsonl"}
+    assert {p.name for p in write_report(tmp_path, summary, records, [], {})} == {"tradeoff.json", "tradeoff.md",
+                                                                                "cases.jsonl", "tradeoff.html"}
 
 
 @pytest.mark.parametrize(("base", "other", "says"), [
