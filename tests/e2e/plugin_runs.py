@@ -73,7 +73,7 @@ def run_project(path: Path, data_dir: Path, cache: Path, *args: str) -> Run:
     command = [sys.executable, "-m", "pytest", *run_args(data_dir, cache, path / "report", *args)]
     started = time.monotonic()
     done = subprocess.run(command, cwd=path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=1500)
     result = pytest.RunResult(done.returncode, done.stdout.splitlines(), done.stderr.splitlines(),
                               time.monotonic() - started)
     return Run(result, path / "report")
