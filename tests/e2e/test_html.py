@@ -94,7 +94,7 @@ def test_the_report_page_renders_offline_and_its_case_browser_filters(two_adapte
     answer = view.page.inner_text("#answer")
     for adapter in ("r1", "r2"):
         delta = suites["spider"]["deltas"][adapter]["all"]["delta"]
-        assert f"{adapter} vs base: Spider execution accuracy " in answer and f"{100 * delta:+.1f} pp" in answer
+        assert f"{adapter} vs base: Spider execution accuracy " in answer and f"{abs(100 * delta):.1f} pp" in answer
     base = suites["mmlu"]["scores"]["base"]["all"]
     assert f"{100 * base['mean']:.1f}% [" in view.page.inner_text("#suite-mmlu table.figures")
     assert "all (em)" in view.page.inner_text("#suite-spider table.figures")  # exact-set match beside EX
