@@ -66,14 +66,14 @@ def run_args(data_dir: Path, cache: Path, report: Path, *args: str) -> list[str]
             f"--report-dir={report}", *args]
 
 
-def run_project(path: Path, data_dir: Path, cache: Path, *args: str) -> Run:
+def run_project(path: Path, data_dir: Path, cache: Path, *args: str, timeout: float = 1500) -> Run:
     """A finished evaluation in a new project at ``path``, run as a plain pytest subprocess (pytester's
     fixtures are per test; this serves module-scoped fixtures), its report in ``path / "report"``."""
     make_project(path)
     command = [sys.executable, "-m", "pytest", *run_args(data_dir, cache, path / "report", *args)]
     started = time.monotonic()
     done = subprocess.run(command, cwd=path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
-                          text=True, timeout=1500)
+                          text=True, timeout=timeout)
     result = pytest.RunResult(done.returncode, done.stdout.splitlines(), done.stderr.splitlines(),
                               time.monotonic() - started)
     return Run(result, path / "report")
