@@ -23,6 +23,7 @@ import math
 from pathlib import Path
 
 from evalkit.data.mmlu import LETTERS, load_mmlu
+from evalkit.metrics.mmlu_accuracy import argmax
 from evalkit.prompts import mmlu_cloze_continuations, mmlu_cloze_header, mmlu_cloze_kshot_prompt
 
 TASK = """task: tradeoff_cloze_{subject}
@@ -88,8 +89,7 @@ def compare(out: Path, data_dir: Path | None, shots: int) -> None:
         harness_ll = [float(r[0][0]) for r in sample["resps"]]
         worst = max(worst, *(abs(a - b) for a, b in zip(harness_ll, case["logprobs"])))
         lengths = [float(len(c)) for c in sample["doc"]["choices"]]
-        harness = {"acc": max(range(4), key=lambda i: (harness_ll[i], -i)),
-                   "acc_norm": max(range(4), key=lambda i: (harness_ll[i] / lengths[i], -i))}
+        harness = {"acc": argmax(harness_ll), "acc_norm": argmax([ll / n for ll, n in zip(harness_ll, lengths)])}
         for rule in agree:
             mine = LETTERS.index(case["details"]["predictions"][rule])
             agree[rule] += mine == harness[rule]
