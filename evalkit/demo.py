@@ -13,13 +13,17 @@ import argparse
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "training" / "configs" / "smollm2-135m-cpu.yaml"
 REPORT_DIR = ROOT / "reports" / "demo"
 ADAPTER_NAME = "cpu-lora"
 GATES = ("spider.delta >= 0", "mmlu.delta >= -0.02")
+SPIDER_SAMPLE = "25"  # per hardness level: 100 dev questions
+MMLU_SAMPLE = "2"  # per subject: 114 questions
 
 
 def _say(message: str) -> None:
@@ -31,36 +35,42 @@ def _run(command: list[str]) -> int:
     return subprocess.call(command, cwd=ROOT)
 
 
-def train_if_needed(config_path: Path, fresh: bool) -> Path | None:
-    """The adapter's ``final/`` folder, training (or resuming) it first when it is missing; None on failure."""
+def train_if_needed(config_path: Path, fresh: bool) -> tuple[Path | None, dict[str, Any]]:
+    """The adapter's ``final/`` folder, training (or resuming) it first when it is missing (None on failure),
+    and the prompt options it was trained with, which the evaluation must send too."""
     from training.config import load_config
 
-    out = (ROOT / load_config(config_path).output_dir).resolve()
+    config = load_config(config_path)
+    options = config.prompt.options()
+    out = (ROOT / config.output_dir).resolve()
     if fresh and out.exists():
         _say(f"--fresh: removing {out}")
         shutil.rmtree(out)
     final = out / "final"
     if (final / "adapter_config.json").is_file():
         _say(f"step 1/2: adapter {final} exists, reusing it (--fresh trains it again)")
-        return final
+        return final, options
     _say(f"step 1/2: training the CPU adapter into {out} (minutes; progress below)")
     command = [sys.executable, "-m", "training", "--config", str(config_path)]
     if out.exists():
         command.append("--resume")
     if _run(command) != 0 or not (final / "adapter_config.json").is_file():
         _say(f"training did not produce {final}; see the error above")
-        return None
-    return final
+        return None, options
+    return final, options
 
 
-def evaluate(adapter: Path, spider_sample: str, mmlu_sample: str, fresh: bool, extra: list[str]) -> int:
-    """Base vs adapter through the plugin; pytest's exit status (the gates decide it)."""
-    if fresh and REPORT_DIR.exists():
-        shutil.rmtree(REPORT_DIR)
+def evaluate(adapter: Path, prompt: dict[str, Any], spider_sample: str, mmlu_sample: str, report_dir: Path,
+             fresh: bool, extra: list[str]) -> int:
+    """Base vs adapter through the plugin, with the adapter's prompt options; pytest's exit status (the
+    gates decide it)."""
+    if fresh and report_dir.exists():
+        shutil.rmtree(report_dir)
     _say("step 2/2: evaluating base and adapter (Spider dev, MMLU cloze); a rerun reads the result cache")
     command = [sys.executable, "-m", "pytest", "tests/eval", "-q", "-p", "no:cacheprovider",
                f"--adapter={ADAPTER_NAME}={adapter}", "--suites=spider,mmlu", "--mmlu-format=cloze",
-               f"--spider-sample={spider_sample}", f"--mmlu-sample={mmlu_sample}", f"--report-dir={REPORT_DIR}",
+               f"--spider-schema={prompt['schema']}", f"--spider-sample-rows={prompt['sample_rows']}",
+               f"--spider-sample={spider_sample}", f"--mmlu-sample={mmlu_sample}", f"--report-dir={report_dir}",
                *(f"--gate={gate}" for gate in GATES), *extra]
     return _run(command)
 
@@ -69,13 +79,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evalkit demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=CONFIG, help="training config of the adapter")
-    parser.add_argument("--spider-sample", default="25", help="Spider dev questions per hardness level, or 'all'")
-    parser.add_argument("--mmlu-sample", default="2", help="MMLU questions per subject, or 'all'")
+    parser.add_argument("--spider-sample", default=SPIDER_SAMPLE, help="Spider dev questions per hardness level, or 'all'")
+    parser.add_argument("--mmlu-sample", default=MMLU_SAMPLE, help="MMLU questions per subject, or 'all'")
+    parser.add_argument("--report-dir", type=Path, default=REPORT_DIR, help="where the report goes")
     parser.add_argument("--fresh", action="store_true", help="train the adapter again and drop the old report")
     args, extra = parser.parse_known_args(argv)
-    adapter = train_if_needed(args.config.resolve(), args.fresh)
+    started = time.perf_counter()
+    adapter, prompt = train_if_needed(args.config.resolve(), args.fresh)
     if adapter is None:
         return 2
-    status = evaluate(adapter, args.spider_sample, args.mmlu_sample, args.fresh, extra)
-    _say(f"report: {REPORT_DIR}/tradeoff.md (the answer on top), tradeoff.json, cases.jsonl, plots")
+    trained = time.perf_counter()
+    status = evaluate(adapter, prompt, args.spider_sample, args.mmlu_sample, args.report_dir.resolve(), args.fresh,
+                      extra)
+    done = time.perf_counter()
+    _say(f"report: {args.report_dir}/tradeoff.md (the answer on top), tradeoff.json, cases.jsonl, plots")
+    _say(f"took {_minutes(done - started)} (training {_minutes(trained - started)}, "
+         f"evaluation {_minutes(done - trained)})")
     return status
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {seconds % 60:.0f} s"

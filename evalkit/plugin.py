@@ -362,10 +362,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.OK
 
 
-def _scored_record(report: pytest.TestReport) -> dict[str, Any] | None:
+def _record_status(report: pytest.TestReport) -> str | None:
+    """The status of the tradeoff record a report carries (scored, skipped, error), or None."""
     for name, value in report.user_properties:
-        if name == "tradeoff" and value.get("status") == "scored":
-            return value
+        if name == "tradeoff":
+            return value.get("status")
     return None
 
 
@@ -373,9 +374,13 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -
     """A wrong answer is the data the summary counts, not a defect to list: it reports as ``wrong`` (``w``),
     so pytest's failure sections and short summary keep to real failures (errors, broken examples) and a
     full run does not print thousands of FAILED lines over the summary. It still fails the run unless the
-    gates decide."""
-    if report.when == "call" and report.failed and _scored_record(report) is not None:
+    gates decide. An example that cannot run (its database is missing) reports as ``unrunnable``: the
+    summary's counts line gives the reason once instead of one block per test."""
+    if report.when == "call" and report.failed and _record_status(report) == "scored":
         return "wrong", "w", "WRONG"
+    if report.when == "setup" and report.skipped and _record_status(report) == "skipped":
+        # The summary's counts line names the reason once; DeepEval prints a block per "skipped" report.
+        return "unrunnable", "s", "SKIPPED"
     return None
 
 
@@ -409,3 +414,19 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         tr.write_line(f"report: {', '.join(str(p) for p in state.written)}")
     if state.finish_error:
         tr.write_line(state.finish_error, red=True)
+    if os.environ.get("DEEPEVAL", "").lower() in ("1", "true", "yes", "on"):
+        _repeat_answer_at_exit(state)
+
+
+def _repeat_answer_at_exit(state: Any) -> None:
+    """Under ``deepeval test run`` DeepEval prints its per-case table after pytest returns, and its CLI
+    cannot turn the table off (``--display`` only picks all, failing or passing cases): say the answer
+    again when the process exits, so it is still the last thing on the screen."""
+    import atexit
+
+    from evalkit.report.text import answer_lines
+
+    lines = [f"Answer: {line}" for line in answer_lines(state.summary, state.gate_results)]
+    if state.written:
+        lines.append(f"report: {state.written[0].parent}")
+    atexit.register(print, "\n".join(["", "tradeoff (repeated after DeepEval's table):", *lines]), flush=True)

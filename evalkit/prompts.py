@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from evalkit.data.mmlu import LETTERS, MMLUQuestion, load_shots
-from evalkit.data.spider import SpiderExample, load_spider
+from evalkit.data.spider import SchemaStyle, SpiderExample, load_spider
 from evalkit.errors import ConfigError, DataError
 
 Header = Literal["harness", "hendrycks"]
@@ -168,26 +168,30 @@ def spider_sql_target(example: SpiderExample) -> str:
     return query.strip().rstrip(";").rstrip() + ";"
 
 
-def spider_user_text(example: SpiderExample, *, sample_rows: int = 0) -> str:
-    """The schema and the question, shared by the chat prompt and each few-shot block."""
-    return f"Database schema:\n{example.schema(sample_rows)}\n\nQuestion: {example.question.strip()}"
+def spider_user_text(example: SpiderExample, *, sample_rows: int = 0, schema: SchemaStyle = "create") -> str:
+    """The schema (rendered in the ``schema`` style) and the question, shared by the chat prompt and each
+    few-shot block."""
+    return f"Database schema:\n{example.schema(sample_rows, schema)}\n\nQuestion: {example.question.strip()}"
 
 
-def spider_chat_messages(example: SpiderExample, *, sample_rows: int = 0) -> list[dict[str, str]]:
+def spider_chat_messages(example: SpiderExample, *, sample_rows: int = 0,
+                         schema: SchemaStyle = "create") -> list[dict[str, str]]:
     """The zero-shot chat conversation (system instruction, then schema + question as the user turn).
 
     Fine-tuning builds its training prompts with this very function; evaluation sends the same.
     """
     return [
         {"role": "system", "content": SPIDER_SYSTEM_PROMPT},
-        {"role": "user", "content": spider_user_text(example, sample_rows=sample_rows)},
+        {"role": "user", "content": spider_user_text(example, sample_rows=sample_rows, schema=schema)},
     ]
 
 
-def spider_chat_prompt(example: SpiderExample, tokenizer: ChatTokenizer, *, sample_rows: int = 0) -> str:
+def spider_chat_prompt(example: SpiderExample, tokenizer: ChatTokenizer, *, sample_rows: int = 0,
+                       schema: SchemaStyle = "create") -> str:
     """:func:`spider_chat_messages` rendered by the tokenizer's chat template, ready for the answer."""
     text = tokenizer.apply_chat_template(
-        spider_chat_messages(example, sample_rows=sample_rows), add_generation_prompt=True, tokenize=False
+        spider_chat_messages(example, sample_rows=sample_rows, schema=schema), add_generation_prompt=True,
+        tokenize=False,
     )
     if not isinstance(text, str):
         raise ConfigError(
@@ -215,15 +219,16 @@ def spider_fewshot_examples(data_dir: Path | None = None) -> tuple[SpiderExample
 
 
 def spider_fewshot_prompt(example: SpiderExample, *, shots: int = 3, sample_rows: int = 0,
-                          data_dir: Path | None = None) -> str:
+                          schema: SchemaStyle = "create", data_dir: Path | None = None) -> str:
     """A plain-text completion prompt for base models: the instruction, ``shots`` solved train examples,
     then this example's schema and question, ending in ``"SQL:"`` for the model to continue."""
     pool = spider_fewshot_examples(data_dir)
     if not 0 <= shots <= len(pool):
         raise ConfigError(f"Spider few-shot shots={shots}: must be 0..{len(pool)} (the fixed train examples).")
     blocks = [SPIDER_SYSTEM_PROMPT]
-    blocks += [f"{spider_user_text(s, sample_rows=sample_rows)}\nSQL: {spider_sql_target(s)}" for s in pool[:shots]]
-    blocks.append(f"{spider_user_text(example, sample_rows=sample_rows)}\nSQL:")
+    blocks += [f"{spider_user_text(s, sample_rows=sample_rows, schema=schema)}\nSQL: {spider_sql_target(s)}"
+               for s in pool[:shots]]
+    blocks.append(f"{spider_user_text(example, sample_rows=sample_rows, schema=schema)}\nSQL:")
     return "\n\n".join(blocks)
 
 
@@ -284,7 +289,7 @@ TEMPLATES: dict[str, Template] = {
             name="spider-chat",
             item_type=SpiderExample,
             build=lambda item, tokenizer, data_dir, **options: spider_chat_prompt(item, tokenizer, **options),
-            options=("sample_rows",),
+            options=("sample_rows", "schema"),
             needs_tokenizer=True,
             description="Spider zero-shot chat prompt (the fine-tuning prompt), through the chat template",
         ),
@@ -293,7 +298,7 @@ TEMPLATES: dict[str, Template] = {
             item_type=SpiderExample,
             build=lambda item, tokenizer, data_dir, **options: spider_fewshot_prompt(item, data_dir=data_dir,
                                                                                      **options),
-            options=("shots", "sample_rows"),
+            options=("shots", "sample_rows", "schema"),
             description="Spider 3-shot completion prompt for base models (fixed train examples)",
         ),
     )

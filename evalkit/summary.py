@@ -57,6 +57,7 @@ class Counts:
     passed: int = 0
     skipped: int = 0
     errors: int = 0
+    skip_reasons: tuple[tuple[str, int], ...] = ()  # (reason, how many), most frequent first
 
     @property
     def failed(self) -> int:
@@ -167,6 +168,7 @@ def _counts(records: Iterable[CaseRecord]) -> Counts:
         passed=sum(r.status == "scored" and bool(r.passed) for r in rows),
         skipped=sum(r.status == "skipped" for r in rows),
         errors=sum(r.status == "error" for r in rows),
+        skip_reasons=tuple(Counter(r.reason for r in rows if r.status == "skipped").most_common()),
     )
 
 

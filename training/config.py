@@ -60,6 +60,12 @@ class PromptSection(_Section):
     """Arguments of ``evalkit.prompts.spider_chat_messages``: the same prompt evaluation uses."""
 
     sample_rows: Annotated[int, Field(ge=0)] = 0
+    # "schema" in the file; pydantic's BaseModel has a method of that name.
+    schema_style: Literal["create", "compact"] = Field("create", alias="schema")
+
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments of ``spider_chat_messages``, as training.json records them."""
+        return {"sample_rows": self.sample_rows, "schema": self.schema_style}
 
 
 class LoraSection(_Section):

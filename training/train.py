@@ -93,7 +93,7 @@ def build_rows(examples: list[SpiderExample], config: TrainingConfig, tokenizer:
 
     rows = [
         {"id": e.id,
-         "prompt": spider_chat_messages(e, sample_rows=config.prompt.sample_rows),
+         "prompt": spider_chat_messages(e, **config.prompt.options()),
          "completion": [{"role": "assistant", "content": spider_sql_target(e)}]}
         for e in examples
     ]
@@ -308,7 +308,7 @@ def train(config: TrainingConfig, config_path: str | Path | None = None, resume:
     trained_on_eval = bool(set(data_facts["eval_overlap"]["ids"]) & set(data_facts["example_ids"]))
     facts = {"run": f"../{RUN_FILE}", "base_model": config.model.base, "data_split": config.data.split,
              "data_checksum": data_facts["checksum"], "allow_eval_split": config.data.allow_eval_split,
-             "trained_on_eval_data": trained_on_eval, "prompt": config.prompt.model_dump()}
+             "trained_on_eval_data": trained_on_eval, "prompt": config.prompt.options()}
     run: dict[str, Any] = {
         "status": "running",
         "config_file": str(config_path) if config_path else None,

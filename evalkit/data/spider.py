@@ -26,6 +26,8 @@ from evalkit.errors import DataError
 from evalkit.paths import data_dir as resolve_data_dir
 
 Split = Literal["dev", "train", "train_spider", "train_others"]
+SchemaStyle = Literal["create", "compact"]
+SCHEMA_STYLES: tuple[SchemaStyle, ...] = ("create", "compact")
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
@@ -60,11 +62,11 @@ class SpiderExample:
 
         return spider_hardness(self.query)
 
-    def schema(self, sample_rows: int = 0) -> str:
+    def schema(self, sample_rows: int = 0, style: SchemaStyle = "create") -> str:
         """The prompt rendering of this example's database (see :func:`render_schema`)."""
         if self.db_path is None:
             raise DataError(f"{self.id}: {self.skip_reason}")
-        return render_schema(self.db_path, sample_rows)
+        return render_schema(self.db_path, sample_rows, style)
 
 
 def spider_root(data_dir: str | Path | None = None) -> Path:
@@ -208,31 +210,49 @@ def connect_readonly(db_path: Path) -> sqlite3.Connection:
 
 
 @functools.lru_cache(maxsize=256)
-def render_schema(db_path: Path, sample_rows: int = 0) -> str:
-    """The database's ``CREATE TABLE`` statements (with primary and foreign keys), as stored in it.
+def render_schema(db_path: Path, sample_rows: int = 0, style: SchemaStyle = "create") -> str:
+    """The database as the prompt shows it, in one of two styles.
+
+    ``create``: its ``CREATE TABLE`` statements (with primary and foreign keys), as stored in it.
+    ``compact``: one ``table(column, column, ...)`` line per table, then one line of foreign keys
+    (``a.x = b.y``); about a fifth of the tokens, so a small model trains and answers faster on CPU.
 
     With ``sample_rows > 0`` each table is followed by a comment holding its first rows, in the style of
     Rajkumar et al. (2022): models then see values such as 'United States' rather than guessing 'usa'.
     """
+    if style not in SCHEMA_STYLES:
+        raise DataError(f"schema style {style!r}: use one of {', '.join(SCHEMA_STYLES)}.")
     conn = connect_readonly(db_path)
     try:
         tables = conn.execute(
             "SELECT name, sql FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY rowid"
         ).fetchall()
-        parts = []
+        parts, keys = [], []
         for name, ddl in tables:
-            text = (ddl or "").strip().rstrip(";") + ";"
+            if style == "create":
+                text = (ddl or "").strip().rstrip(";") + ";"
+            else:
+                columns = [row[1] for row in conn.execute(f'PRAGMA table_info("{name}")')]
+                text = f"{name}({', '.join(columns)})"
+                keys += [f"{name}.{row[3]} = {row[2]}.{row[4] or row[3]}"
+                         for row in conn.execute(f'PRAGMA foreign_key_list("{name}")')]
             if sample_rows > 0:
-                cursor = conn.execute(f'SELECT * FROM "{name}" LIMIT {int(sample_rows)}')
-                header = " ".join(column[0] for column in cursor.description)
-                rows = "\n".join(" ".join(str(value) for value in row) for row in cursor.fetchall())
-                text += f"\n/*\n{sample_rows} example rows:\nSELECT * FROM {name} LIMIT {sample_rows};\n{header}\n{rows}\n*/"
+                text += "\n" + _sample_rows_comment(conn, name, sample_rows)
             parts.append(text)
-        return "\n\n".join(parts)
+        if style == "create":
+            return "\n\n".join(parts)
+        return "\n".join(parts + ([f"Foreign keys: {', '.join(keys)}"] if keys else []))
     except sqlite3.DatabaseError as exc:
         raise DataError(f"{db_path}: cannot read its schema ({exc}). Fix: restore the database file.") from exc
     finally:
         conn.close()
+
+
+def _sample_rows_comment(conn: sqlite3.Connection, table: str, rows: int) -> str:
+    cursor = conn.execute(f'SELECT * FROM "{table}" LIMIT {int(rows)}')
+    header = " ".join(column[0] for column in cursor.description)
+    values = "\n".join(" ".join(str(value) for value in row) for row in cursor.fetchall())
+    return f"/*\n{rows} example rows:\nSELECT * FROM {table} LIMIT {rows};\n{header}\n{values}\n*/"
 
 
 def checksum(split: Split = "dev", data_dir: str | Path | None = None) -> str:

@@ -138,6 +138,10 @@ def counts_line(summary: Summary, suite: str) -> str:
     for variant, c in summary.suites[suite].counts.items():
         parts.append(f"{variant}: {c.scored} scored ({c.passed} passed, {c.failed} failed), "
                      f"{c.skipped} skipped, {c.errors} errors")
+    reasons = next((c.skip_reasons for c in summary.suites[suite].counts.values() if c.skip_reasons), ())
+    if reasons:  # one line for all skips (the same examples are skipped in every variant)
+        shown = "; ".join(f"{reason} ({count})" for reason, count in reasons[:2])
+        parts.append(f"skipped because: {shown}{'; ...' if len(reasons) > 2 else ''}")
     return "; ".join(parts)
 
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from evalkit.data.hardness import LEVELS
+from evalkit.data.spider import SCHEMA_STYLES
 from evalkit.errors import ConfigError
 from evalkit.suites.base import Example, Generation, Scored, Setting, Suite, parse_count, parse_names
 from evalkit.summary import Layout
@@ -28,8 +29,10 @@ class SpiderSuite(Suite):
         Setting("template", f"Spider prompt template ({', '.join(TEMPLATES)})", "spider-chat"),
         Setting("sample", "Spider examples sampled per hardness level, or 'all'", "20"),
         Setting("dbs", "comma-separated Spider databases to draw from (default: all)", ""),
-        Setting("sample_rows", "first rows of each table shown under its CREATE TABLE (the training's prompt "
-                "option; an adapter trained with another value is refused)", "0"),
+        Setting("sample_rows", "first rows of each table shown under it in the prompt (a prompt option: an "
+                "adapter trained with another value is refused)", "0"),
+        Setting("schema", "schema rendering in the prompt: create (CREATE TABLE statements) or compact (one "
+                "table(col, ...) line per table; a prompt option like sample_rows)", "create"),
     )
     request = Generation(stop=(";",))
     markers = {"easy": "Spider easy", "medium": "Spider medium", "hard": "Spider hard", "extra": "Spider extra hard"}
@@ -43,7 +46,11 @@ class SpiderSuite(Suite):
         self.split = self.values["split"]
         self._sample = parse_count(self.flag("sample"), self.values["sample"], allow_all=True, minimum=1)
         self.dbs = parse_names(self.flag("dbs"), self.values["dbs"])
-        self.sample_rows = parse_count(self.flag("sample_rows"), self.values["sample_rows"])
+        if self.values["schema"] not in SCHEMA_STYLES:
+            raise ConfigError(f"{self.flag('schema')} {self.values['schema']!r}: use one of {', '.join(SCHEMA_STYLES)}.")
+        # The prompt options, named as training.json's "prompt" section names them.
+        self.prompt_options = {"sample_rows": parse_count(self.flag("sample_rows"), self.values["sample_rows"]),
+                               "schema": self.values["schema"]}
 
     @property
     def template(self) -> str:
@@ -73,7 +80,7 @@ class SpiderSuite(Suite):
     def prompt(self, example: Example, tokenizer: Any) -> str:
         from evalkit.prompts import build_prompt
 
-        return build_prompt(self.template, example.data, tokenizer, self.data_dir, sample_rows=self.sample_rows).text
+        return build_prompt(self.template, example.data, tokenizer, self.data_dir, **self.prompt_options).text
 
     def score(self, example: Example, prompt: str, output: Any) -> Scored:
         from deepeval.test_case import LLMTestCase
@@ -94,16 +101,19 @@ class SpiderSuite(Suite):
                                                  secondary=em))
 
     def comparable(self) -> dict[str, Any]:
-        return {"prompt template": self.template, "sample rows": self.sample_rows}
+        return {"prompt template": self.template, "sample rows": self.prompt_options["sample_rows"],
+                "schema": self.prompt_options["schema"]}
 
     def check_training(self, adapter: str, provenance: Mapping[str, Any]) -> None:
         """Refuse an adapter trained on other prompts than this run sends: its score would measure the
         prompt change, not the training."""
-        trained = (provenance.get("prompt") or {}).get("sample_rows")
-        if trained is not None and trained != self.sample_rows:
-            raise ConfigError(f"adapter {adapter!r} was trained with prompt.sample_rows={trained} (its training.json), "
-                              f"this run sends {self.flag('sample_rows')}={self.sample_rows}. Fix: pass "
-                              f"{self.flag('sample_rows')}={trained}, or train with the run's value.")
+        trained = provenance.get("prompt") or {}
+        for option, sent in self.prompt_options.items():
+            if option in trained and trained[option] != sent:
+                raise ConfigError(
+                    f"adapter {adapter!r} was trained with prompt.{option}={trained[option]} (its training.json), "
+                    f"this run sends {self.flag(option)}={sent}. Fix: pass {self.flag(option)}={trained[option]}, "
+                    "or train with the run's value.")
 
     def contamination(self, adapter: str, provenance: Mapping[str, Any]) -> str | None:
         """An adapter trained on the split this run scores (or on dev questions while dev is scored): its

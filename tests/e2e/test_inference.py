@@ -27,7 +27,7 @@ from evalkit.models import attention
 from evalkit.inference.engine import _build_rows, plan_prefix_groups
 from evalkit.inference.tokens import encode_pairs
 from evalkit.models import LoadedModel
-from evalkit.prompts import mmlu_kshot_prompt, spider_chat_prompt
+from evalkit.prompts import mmlu_cloze_kshot_prompt, mmlu_kshot_prompt, spider_chat_prompt
 
 pytestmark = pytest.mark.model
 LETTERS = [" A", " B", " C", " D"]
@@ -90,6 +90,19 @@ def test_prefix_reuse_equals_full_computation_on_real_mmlu_prompts(embedded_mode
     diff_batched = max(abs(a - b) for x, y in zip(full, batched) for a, b in zip(x, y))
     assert diff_shared < 1e-4 and diff_batched < 1e-4, (diff_shared, diff_batched)
     assert all(-20 < v < 0 for row in full for v in row)
+
+
+@pytest.mark.parametrize("shots", [0, 5])
+def test_nested_prefix_reuse_equals_full_computation_on_cloze_prompts(embedded_model: LoadedModel, shots: int) -> None:
+    """Cloze: the four answer texts of a question share the whole prompt (nested in the subject's shots)."""
+    questions = [q for s in ("abstract_algebra", "anatomy") for q in load_mmlu("test", subjects=[s])[:3]]
+    prompts = [mmlu_cloze_kshot_prompt(q, shots=shots) for q in questions]
+    choices = [[" " + c for c in q.choices] for q in questions]
+    full = choice_logprobs(embedded_model, prompts, choices, batch_size=1, share_prefix=False, progress=False)
+    shared = choice_logprobs(embedded_model, prompts, choices, progress=False)
+    diff = max(abs(a - b) for x, y in zip(full, shared) for a, b in zip(x, y))
+    assert diff < 1e-4, diff
+    assert all(v < 0 for row in full for v in row)
 
 
 @pytest.fixture(scope="module")

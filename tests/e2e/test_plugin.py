@@ -115,8 +115,11 @@ def test_missing_database_is_skipped_with_reason(project, data_dir, results_cach
     run_ = run(project, data_dir, results_cache, "--suites=spider", "--spider-dbs=wta_1", "--spider-sample=1")
     n = levels_on("wta_1", data_dir)
     outcomes = run_.result.parseoutcomes()
-    assert outcomes["skipped"] == n and "passed" not in outcomes and "failed" not in outcomes
-    assert "database file missing: database/wta_1/wta_1.sqlite" in run_.out
+    assert outcomes["unrunnable"] == n and "passed" not in outcomes and "failed" not in outcomes
+    # One line names the reason (the summary's counts), not one DeepEval block per skipped test.
+    assert "was skipped" not in run_.out
+    reason = "database file missing: database/wta_1/wta_1.sqlite (not in this copy of Spider)"
+    assert f"skipped because: {reason} ({n})" in run_.out
     counts = run_.json["suites"]["spider"]["counts"]["base"]
     assert (counts["scored"], counts["skipped"]) == (0, n)
 
@@ -152,8 +155,13 @@ def test_failing_or_unjudgeable_gates_exit_non_zero(project, data_dir, results_c
     deepeval = project.run(str(Path(sys.executable).with_name("deepeval")), "test", "run", "test_eval.py",
                            f"--data-dir={data_dir}", f"--results-cache={results_cache}", *SMALL,
                            f"--report-dir={project.path / 'deepeval-report'}", "--suites=mmlu",
-                           "--gate-basis=point", "--gate", "mmlu.score >= 1", timeout=600)
+                           "--gate-basis=point", "--gate", "mmlu.score >= 1", "--display", "failing", timeout=600)
     assert deepeval.ret == 1, deepeval.stdout.str()
+    # DeepEval's per-case table comes after pytest; the answer is said again after it, last on screen.
+    out = deepeval.stdout.str()
+    assert out.index("Test Results") < out.rindex("tradeoff (repeated after DeepEval's table):")
+    tail = out[out.rindex("tradeoff (repeated after DeepEval's table):"):].strip().splitlines()
+    assert tail[1].startswith("Answer: base: MMLU accuracy") and tail[-1].startswith("report: "), tail
 
 
 def test_baseline_round_trip_and_refusals(project, data_dir, results_cache, adapter, joint, tmp_path):

@@ -136,4 +136,11 @@ def test_adapter_trained_on_other_prompt_options_is_refused(tmp_path, adapter):
     cfg = parse(tmp_path, adapter=[str(adapter)], spider_sample_rows="3")
     assert training_data_warnings(cfg) == []
     assert next(s for s in cfg.suites if s.name == "spider").comparable() == {"prompt template": "spider-chat",
-                                                                           "sample rows": 3}
+                                                                           "sample rows": 3, "schema": "create"}
+    (adapter / "training.json").write_text(json.dumps({"data_split": "train",
+                                                       "prompt": {"sample_rows": 0, "schema": "compact"}}))
+    with pytest.raises(ConfigError, match=r"trained with prompt.schema=compact .* Fix: pass --spider-schema=compact"):
+        training_data_warnings(parse(tmp_path, adapter=[str(adapter)]))
+    assert training_data_warnings(parse(tmp_path, adapter=[str(adapter)], spider_schema="compact")) == []
+    with pytest.raises(ConfigError, match=r"--spider-schema 'short': use one of create, compact"):
+        parse(tmp_path, spider_schema="short")

@@ -117,6 +117,21 @@ def test_schema_rendering_has_keys_and_sample_rows(data_dir: Path) -> None:
     assert "Netherlands" in with_rows  # a real value from the singer table
 
 
+def test_compact_schema_is_one_line_per_table_and_the_foreign_keys(data_dir: Path) -> None:
+    example = spider.load_spider("dev", data_dir)[0]
+    assert example.schema(style="compact").splitlines() == [
+        "stadium(Stadium_ID, Location, Name, Capacity, Highest, Lowest, Average)",
+        "singer(Singer_ID, Name, Country, Song_Name, Song_release_year, Age, Is_male)",
+        "concert(concert_ID, concert_Name, Theme, Stadium_ID, Year)",
+        "singer_in_concert(concert_ID, Singer_ID)",
+        "Foreign keys: concert.Stadium_ID = stadium.Stadium_ID, singer_in_concert.Singer_ID = singer.Singer_ID, "
+        "singer_in_concert.concert_ID = concert.concert_ID",
+    ]
+    assert "Netherlands" in example.schema(sample_rows=3, style="compact")
+    with pytest.raises(DataError, match="schema style 'short'"):
+        example.schema(style="short")  # type: ignore[arg-type]
+
+
 @pytest.fixture
 def broken_database(spider_copy: Path, data_dir: Path, request: pytest.FixtureRequest) -> Path:
     """A copy whose database/ links every real database folder except concert_singer, which holds a bad file."""

@@ -81,6 +81,7 @@ def test_unknown_section_is_refused() -> None:
         ({"trainer": {"gradient_checkpointing": "yes"}}, "trainer.gradient_checkpointing", "true or false"),
         ({"lora": {"target_modules": "q_proj"}}, "lora.target_modules", "[q_proj, v_proj]"),
         ({"quantization": {"mode": "8bit"}}, "quantization.mode", "one of the values listed"),
+        ({"prompt": {"schema": "short"}}, "prompt.schema", "one of the values listed"),
         ({"lora": {"dropout": 1.5}}, "lora.dropout", "less than 1"),
         ({"trainer": {"batch_size": 0}}, "trainer.batch_size", "greater than 0"),
     ],
