@@ -51,6 +51,13 @@ def answer_lines(summary: Summary, gates: Sequence[GateResult] = ()) -> list[str
         if verdicts:
             line += f" Gates: {len(verdicts) - len(failed)} of {len(verdicts)} pass" + (
                 f" (not: {', '.join(failed)})." if failed else ".")
+        # A gate passed on a CI that still contains its margin: the sample cannot tell which side it is on.
+        unresolved = [g for g in verdicts if g.verdict == "PASS" and g.lo is not None and g.hi is not None
+                      and g.lo < g.threshold < g.hi]
+        if unresolved:
+            line += " Inconclusive at " + ", ".join(f"{g.label} (its CI {100 * g.lo:+.1f} to {100 * g.hi:+.1f} pp "
+                                                    f"contains the margin {100 * g.threshold:+.1f} pp)"
+                                                    for g in unresolved) + ": more questions would resolve it."
         lines.append(line)
     return lines
 

@@ -172,3 +172,24 @@ def test_few_subjects_per_category_never_give_absurd_intervals(data_dir):
     assert stem.n == 202 and stem.n_strata == 2 and stem.hi - stem.lo < 0.13
     assert mmlu.deltas["epoch-1"].overall.test == "paired t (stratified SE)"
     assert "stratified by subject" in render_text(summary)
+
+
+def test_answer_says_when_a_passed_gate_cannot_resolve_its_margin():
+    from evalkit.gates import evaluate_gates, parse_gate
+    from evalkit.report.text import answer_lines
+
+    # 80 MMLU-like questions, 4 flips each way: a delta of 0 whose CI straddles -2 pp.
+    base = [1.0] * 40 + [0.0] * 40
+    other = [0.0] * 4 + [1.0] * 36 + [1.0] * 4 + [0.0] * 36
+    records = [CaseRecord("spider", variant, f"dev{i:04d}", "easy", "db", "spider-chat", "scored", score=s,
+                          passed=bool(s)) for variant, scores in (("base", base), ("epoch-1", other))
+               for i, s in enumerate(scores)]
+    summary = summarize(records, ["base", "epoch-1"], LAYOUTS, TEMPLATES)
+    gate = evaluate_gates([parse_gate("spider.delta >= -0.02", {"spider": {"easy"}})], summary)
+    assert [g.verdict for g in gate] == ["PASS"]
+    line, = answer_lines(summary, gate)
+    assert "Gates: 1 of 1 pass." in line
+    assert ("Inconclusive at spider.delta@epoch-1 (its CI" in line and "contains the margin -2.0 pp)" in line
+            and line.endswith("more questions would resolve it."))
+    decisive = evaluate_gates([parse_gate("spider.delta >= -0.5", {"spider": {"easy"}})], summary)
+    assert "Inconclusive" not in answer_lines(summary, decisive)[0]
