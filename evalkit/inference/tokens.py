@@ -14,7 +14,7 @@ def encode_all(tokenizer: Any, texts: Sequence[str]) -> dict[str, list[int]]:
     unique = list(dict.fromkeys(texts))
     if not unique:
         return {}
-    ids = tokenizer(unique, add_special_tokens=False)["input_ids"]
+    ids = tokenizer(unique, add_special_tokens=False, return_attention_mask=False)["input_ids"]
     return dict(zip(unique, ids))
 
 
