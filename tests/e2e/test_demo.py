@@ -5,6 +5,7 @@ and ends with the summary and the answer; a rerun reuses the adapter and the res
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -40,10 +41,12 @@ def test_demo_trains_evaluates_answers_and_reuses_on_rerun(tmp_path: Path, data_
     assert "step 1/2: training the CPU adapter" in cold.stderr
     trained = json.loads((tmp_path / "run" / "final" / "training.json").read_text())
     assert trained["prompt"] == {"sample_rows": 0, "schema": "compact"}
-    # Evaluated with the adapter's prompt options, and the summary and answer are the last block of pytest's output.
+    # Evaluated with the adapter's prompt options; the summary and the answer are the last block, followed
+    # only by pytest's one-line counts.
     assert "--spider-schema=compact" in cold.stderr
     lines = cold.stdout.rstrip().splitlines()
-    assert lines[-1].startswith("report: ") and any(line.startswith("Answer: cpu-lora vs base: ") for line in lines[-8:])
+    assert re.fullmatch(r"\d+ (passed|wrong).* in [\d.]+s.*", lines[-1]) and lines[-2].startswith("report: ")
+    assert any(line.startswith("Answer: cpu-lora vs base: ") for line in lines[-8:-2])
     assert "tradeoff summary" in cold.stdout and "=== " not in cold.stdout[cold.stdout.index("tradeoff summary"):]
     result = json.loads((report / "tradeoff.json").read_text())
     assert result["answer"] and result["answer"][0].startswith("cpu-lora vs base: ")
