@@ -56,7 +56,7 @@ ENGINE_VERSIONS = {"generate": "hf-2",  # hf-2: own greedy loop instead of model
 MIN_SHARED_PREFIX = 64  # tokens; below this a shared prefix saves less than its extra pass costs
 MIN_NESTED_SAVING = 32  # token positions a nested prefix must save (rows sharing it - 1, times its length)
 MIN_NESTED_STEP = 8  # tokens a nested prefix must add to its parent's
-TOKENIZE_CHUNK = 512  # requests tokenised at a time: a fast tokenizer holds ~100 bytes a token until done
+TOKENIZE_CHUNK = 512  # requests tokenised at a time (see score_rows)
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -189,6 +189,18 @@ def _build_rows(encoded: Sequence[tuple[list[int], list[int]]], max_length: int,
                               f"{max_length}. Fix: shorten the answer choices.")
         tokens = np.concatenate([np.asarray(ctx, dtype=np.int32), np.asarray(cont, dtype=np.int32)])
         _row(tokens[-(max_length + 1):][:-1], len(cont), rows).targets.append((index, tuple(np.asarray(cont).tolist())))
+    return list(rows.values())
+
+
+def score_rows(tokenizer: Any, pairs: Sequence[tuple[str, str]], max_length: int) -> list[_Row]:
+    """The rows of (context, continuation) requests, tokenised :data:`TOKENIZE_CHUNK` at a time: a fast
+    tokenizer holds ~100 bytes a token and a list of Python ints 36, so a full 5-shot MMLU run tokenised
+    at once peaked at 7.5 GB; each chunk's lists become arrays and are freed before its rows are made."""
+    rows: dict[bytes, _Row] = {}
+    for first in range(0, len(pairs), TOKENIZE_CHUNK):
+        chunk = [(np.asarray(ctx, dtype=np.int32), np.asarray(cont, dtype=np.int32))
+                 for ctx, cont in encode_pairs(tokenizer, pairs[first:first + TOKENIZE_CHUNK])]
+        _build_rows(chunk, max_length, rows, first)
     return list(rows.values())
 
 
@@ -393,14 +405,7 @@ def _plan_nested(rows: Sequence[_Row], prefix_len: int, start: int) -> tuple[lis
 def loglikelihood_batches(model: LoadedModel, pairs: Sequence[tuple[str, str]], *, batch_size: int | None = None,
                           share_prefix: bool = True) -> Iterator[list[tuple[int, float]]]:
     """Yield ``[(pair index, log-likelihood), ...]`` batch by batch, longest inputs first."""
-    merged: dict[bytes, _Row] = {}
-    for first in range(0, len(pairs), TOKENIZE_CHUNK):
-        # A chunk's token lists (36 bytes a token) become arrays and are freed before any row is made, so
-        # long-lived rows do not pin the freed lists' memory.
-        chunk = [(np.asarray(ctx, dtype=np.int32), np.asarray(cont, dtype=np.int32))
-                 for ctx, cont in encode_pairs(model.tokenizer, pairs[first:first + TOKENIZE_CHUNK])]
-        _build_rows(chunk, _max_length(model), merged, first)
-    rows = list(merged.values())
+    rows = score_rows(model.tokenizer, pairs, _max_length(model))
     limits = BatchLimits.for_model(model, "score", batch_size)
     if share_prefix:
         yield from _nested_batches(model, rows, 0, None, limits)
