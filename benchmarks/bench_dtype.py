@@ -4,10 +4,10 @@
 
 Prints, for MMLU letters (5-shot), MMLU cloze (0-shot; acc and acc_norm) and Spider generation (zero-shot
 chat prompt, greedy): the share of questions whose prediction (argmax letter, execution verdict) is the
-same in bf16 as in fp32, the largest log-likelihood difference, and the seconds each dtype took. ``auto``
-picks bf16 on a CPU only where it computes bf16 natively (``cpu_has_native_bf16``, printed first); on
-other CPUs bf16 is emulated and slow, so the speed here says nothing about those CPUs, but the agreement
-(numerics) does.
+same in bf16 as in fp32, the largest log-likelihood difference, and the seconds each dtype took. Whether
+this CPU computes bf16 natively (``cpu_has_native_bf16``) is printed first: elsewhere bf16 is emulated and
+slow, so the speed says nothing about other CPUs, but the agreement (numerics) does. This agreement is
+why ``--dtype auto`` is fp32 on CPU (docs/benchmarks.md).
 """
 
 from __future__ import annotations

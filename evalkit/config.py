@@ -41,7 +41,7 @@ class Option:
 
 RUN_OPTIONS = (
     Option("model", "base model: the alias smollm2-135m, a local folder or a hub id", "smollm2-135m"),
-    Option("dtype", "auto (bf16 on CUDA and on CPUs with native bf16, else fp32), float32, bfloat16 or float16",
+    Option("dtype", "auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16 or float16",
            "auto"),
     Option("adapter", "LoRA adapter folder, PATH or NAME=PATH (repeatable; each adds a variant)", many=True),
     Option("suites", "comma-separated suites to run (default: the built-in ones and every --suite)", ""),

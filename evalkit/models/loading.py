@@ -79,8 +79,8 @@ def load_model(
 ) -> LoadedModel:
     """Load ``spec`` (alias, local folder or hub id), optionally with a LoRA ``adapter``, in eval mode.
 
-    ``dtype`` ``auto`` is bf16 on CUDA (fp16 where unsupported) and on CPUs with native bf16, fp32 on
-    other CPUs (:func:`~evalkit.models.resolve.pick_dtype`). On CPU, sdpa attention is replaced by
+    ``dtype`` ``auto`` is bf16 on CUDA (fp16 where unsupported) and fp32 on CPU
+    (:func:`~evalkit.models.resolve.pick_dtype`). On CPU, sdpa attention is replaced by
     :mod:`evalkit.models.attention` (the same attention without copying the KV cache for grouped heads;
     docs/benchmarks.md has the measured effect). ``load_in_4bit`` uses bitsandbytes NF4 and needs CUDA.
     """
