@@ -414,7 +414,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         tr.write_line(f"report: {', '.join(str(p) for p in state.written)}")
     if state.finish_error:
         tr.write_line(state.finish_error, red=True)
-    if os.environ.get("DEEPEVAL", "").lower() in ("1", "true", "yes", "on"):
+    from deepeval.utils import get_is_running_deepeval
+
+    if get_is_running_deepeval():
         _repeat_answer_at_exit(state)
 
 

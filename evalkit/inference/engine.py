@@ -38,6 +38,7 @@ Speed comes from three things, none of which changes a result beyond float round
 from __future__ import annotations
 
 import copy
+import functools
 import gc
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -157,7 +158,7 @@ class _Row:
     n_scored: int
     targets: list[tuple[int, tuple[int, ...]]] = field(default_factory=list)  # (request index, tokens)
 
-    @property
+    @functools.cached_property
     def order(self) -> bytes:
         """A key that sorts rows in token order (big-endian bytes compare like the token sequences)."""
         return self.tokens.astype(">u4").tobytes()
@@ -359,18 +360,20 @@ def _grouped_batches(model: LoadedModel, rows: list[_Row], share_prefix: bool, l
 
 
 def _nested_batches(model: LoadedModel, rows: list[_Row], prefix_len: int, cache: Any, limits: BatchLimits,
+                    plan: tuple[list[tuple[int, list[_Row]]], list[_Row]] | None = None,
                     ) -> Iterator[list[tuple[int, float]]]:
     """Score rows that share ``prefix_len`` tokens (in ``cache``), reusing nested prefixes: rows that share
     more (the subject's shots, then the four answers of one cloze question) compute their common part once
     (:func:`_plan_nested`). A group that nests further gets its own cache and recursion; groups that do
     not (one question's answers) are batched together (:func:`_score_groups`). Log-likelihoods only: for
     generation, smaller groups would mean smaller decoding batches."""
-    worth, alone = _plan_nested(rows, prefix_len, prefix_len)
+    worth, alone = plan or _plan_nested(rows, prefix_len, prefix_len)
     leaves: list[tuple[int, list[_Row]]] = []
     for shared, members in worth:
-        if _plan_nested(members, shared, shared)[0]:
+        inner = _plan_nested(members, shared, shared)
+        if inner[0]:  # the group nests further: its plan is passed down, not made twice
             extended = _prefix_cache(model, members[0].tokens[prefix_len:shared], cache, prefix_len)
-            yield from _nested_batches(model, members, shared, extended, limits)
+            yield from _nested_batches(model, members, shared, extended, limits, inner)
         else:
             leaves.append((shared, members))
     # A leaf group costs the padded length of all its rows (their KV caches are copies); the row limit
