@@ -6,6 +6,7 @@ stop strings, the warm cache, and a SIGKILLed run that resumes from its cache.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -25,6 +26,7 @@ from evalkit.data.spider import load_spider
 from evalkit.inference import ResultCache, choice_logprobs, generate
 from evalkit.models import attention
 from evalkit.inference.engine import _build_rows, plan_prefix_groups
+from evalkit.inference.kv_cache import ReservedLayer, reserve
 from evalkit.inference.tokens import encode_pairs
 from evalkit.models import LoadedModel
 from evalkit.prompts import mmlu_cloze_kshot_prompt, mmlu_kshot_prompt, spider_chat_prompt
@@ -221,3 +223,34 @@ def test_killed_run_resumes_from_its_cache(embedded_model: LoadedModel, tmp_path
     assert f"{done} from cache, {len(prompts) - done} to compute" in caplog.text
     fresh = generate(embedded_model, prompts, max_new_tokens=8, batch_size=1, progress=False)
     assert resumed == fresh
+
+
+def test_reserved_kv_cache_decodes_as_the_growing_cache(embedded_model: LoadedModel, spider_prompts: list[str]) -> None:
+    """Decoding into reserved buffers gives the logits of transformers' concatenating cache, through a row
+    leaving the batch and through the reserved room running out (the buffers then grow)."""
+    model = embedded_model.model
+    encoded = [embedded_model.tokenizer(p, add_special_tokens=False)["input_ids"][-200:] for p in spider_prompts[:3]]
+    width = max(map(len, encoded))
+    ids = torch.tensor([[0] * (width - len(row)) + row for row in encoded])
+    mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in encoded])
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.inference_mode():
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+        growing = out.past_key_values
+        reserved = copy.deepcopy(growing)
+        reserve(reserved, 3)
+        assert all(isinstance(layer, ReservedLayer) for layer in reserved.layers)
+        tokens, positions = out.logits[:, -1].argmax(-1), positions[:, -1:] + 1
+        for step in range(6):
+            if step == 2:  # the middle row finishes
+                keep = torch.tensor([0, 2])
+                growing.batch_select_indices(keep)
+                reserved.batch_select_indices(keep)
+                mask, positions, tokens = mask[keep], positions[keep], tokens[keep]
+            mask = torch.cat([mask, mask.new_ones((len(mask), 1))], dim=1)
+            logits = [model(input_ids=tokens[:, None], attention_mask=mask, position_ids=positions,
+                            past_key_values=cache, use_cache=True).logits[:, -1] for cache in (growing, reserved)]
+            assert torch.allclose(logits[0], logits[1], atol=1e-5)
+            assert reserved.get_seq_length() == growing.get_seq_length() == width + step + 1
+            tokens, positions = logits[0].argmax(-1), positions + 1
+    assert reserved.layers[0]._key_buffer.shape[-2] > width + 3  # the room ran out and the buffers grew
