@@ -1,10 +1,12 @@
-"""Compare tradeoff's MMLU cloze predictions with lm-evaluation-harness's, question by question.
+"""Compare tradeoff's MMLU predictions with lm-evaluation-harness's, question by question.
 
 lm-evaluation-harness is never a dependency of this project: install it in its own virtual environment
 (docs/benchmarks.md, "Agreement with lm-evaluation-harness"). It cannot reach the Hugging Face hub here,
 so ``prepare`` writes the local MMLU CSV rows as JSONL files and one task YAML per subject that builds
-the harness's ``mmlu_continuation`` prompt from them; ``compare`` reads the harness's ``--log_samples``
-output and tradeoff's ``cases.jsonl`` and prints the agreement.
+the harness's ``mmlu_continuation`` prompt (``--format cloze``, task tag ``tradeoff_cloze``) or its
+default letters prompt (``--format letters``, tag ``tradeoff_letters``) from them; ``compare`` reads the
+harness's ``--log_samples`` output and tradeoff's ``cases.jsonl`` and prints the agreement.
+``bench_lmeval.py`` runs the whole procedure and times both tools.
 
     python benchmarks/lmeval_agreement.py prepare --subjects global_facts,anatomy --out /tmp/agree
     <lm-eval venv>/bin/lm_eval --model hf --model_args pretrained=<model folder>,dtype=float32 \
@@ -24,10 +26,11 @@ from pathlib import Path
 
 from evalkit.data.mmlu import LETTERS, load_mmlu
 from evalkit.metrics.mmlu_accuracy import argmax
-from evalkit.prompts import mmlu_cloze_continuations, mmlu_cloze_header, mmlu_cloze_kshot_prompt
+from evalkit.prompts import (MMLU_CONTINUATIONS, mmlu_cloze_continuations, mmlu_cloze_header, mmlu_cloze_kshot_prompt,
+                             mmlu_header, mmlu_kshot_prompt)
 
-TASK = """task: tradeoff_cloze_{subject}
-tag: tradeoff_cloze
+TASK = """task: tradeoff_{format}_{subject}
+tag: tradeoff_{format}
 dataset_path: json
 dataset_kwargs:
   data_files:
@@ -38,17 +41,26 @@ test_split: test
 fewshot_split: dev
 fewshot_config:
   sampler: first_n
-doc_to_text: "Question: {{{{question.strip()}}}}\\nAnswer:"
-doc_to_choice: "{{{{choices}}}}"
-doc_to_target: "{{{{answer}}}}"
-description: {description}
+{prompt}description: {description}
 metric_list:
   - metric: acc
   - metric: acc_norm
 """
+# The harness's mmlu/continuation and mmlu/default templates (lm-evaluation-harness 0.4.x).
+PROMPTS = {
+    "cloze": """doc_to_text: "Question: {{question.strip()}}\\nAnswer:"
+doc_to_choice: "{{choices}}"
+doc_to_target: "{{answer}}"
+""",
+    "letters": """doc_to_text: "{{question.strip()}}\\nA. {{choices[0]}}\\nB. {{choices[1]}}\\nC. {{choices[2]}}\\nD. {{choices[3]}}\\nAnswer:"
+doc_to_choice: ["A", "B", "C", "D"]
+doc_to_target: answer
+""",
+}
+HEADERS = {"cloze": mmlu_cloze_header, "letters": mmlu_header}
 
 
-def prepare(subjects: list[str], out: Path, data_dir: Path | None) -> None:
+def prepare(subjects: list[str], out: Path, data_dir: Path | None, form: str = "cloze") -> None:
     """JSONL copies of the CSV rows (choices kept as strings: "10%" must not become a number) and a task each."""
     (out / "data").mkdir(parents=True, exist_ok=True)
     (out / "tasks").mkdir(parents=True, exist_ok=True)
@@ -60,27 +72,29 @@ def prepare(subjects: list[str], out: Path, data_dir: Path | None) -> None:
             path.write_text("".join(json.dumps({"id": q.id, "question": q.question, "choices": list(q.choices),
                                                 "answer": LETTERS.index(q.answer)}) + "\n" for q in rows))
             files[split] = path
-        (out / "tasks" / f"tradeoff_cloze_{subject}.yaml").write_text(TASK.format(
-            subject=subject, test=files["test"], dev=files["dev"],
-            description=json.dumps(mmlu_cloze_header(subject))))
+        (out / "tasks" / f"tradeoff_{form}_{subject}.yaml").write_text(TASK.format(
+            format=form, subject=subject, test=files["test"], dev=files["dev"], prompt=PROMPTS[form],
+            description=json.dumps(HEADERS[form](subject))))
     print(f"wrote {len(subjects)} task(s) under {out / 'tasks'}")
 
 
-def _harness_rows(out: Path) -> dict[str, dict]:
+def _harness_rows(out: Path, form: str) -> dict[str, dict]:
     rows = {}
-    for path in sorted((out / "lmeval").rglob("samples_tradeoff_cloze_*.jsonl")):
+    for path in sorted((out / "lmeval").rglob(f"samples_tradeoff_{form}_*.jsonl")):
         for line in path.read_text().splitlines():
             sample = json.loads(line)
             rows[sample["doc"]["id"]] = sample
     return rows
 
 
-def compare(out: Path, data_dir: Path | None, shots: int) -> None:
+def compare(out: Path, data_dir: Path | None, shots: int, form: str = "cloze") -> dict[str, float]:
+    """Print and return the per-question agreement: argmax per rule, max |Δ log-likelihood|, same strings."""
     ours = {c["id"]: c for c in map(json.loads, (out / "tradeoff" / "cases.jsonl").read_text().splitlines())
             if c["suite"] == "mmlu" and c["variant"] == "base" and c["status"] == "scored"}
-    theirs = _harness_rows(out)
+    theirs = _harness_rows(out, form)
     shared = sorted(set(ours) & set(theirs))
-    agree = {"acc": 0, "acc_norm": 0}
+    rules = ("acc", "acc_norm") if form == "cloze" else ("acc",)  # one-letter answers: acc_norm is acc
+    agree = dict.fromkeys(rules, 0)
     worst, texts_same = 0.0, 0
     subjects = sorted({qid.rsplit("-", 1)[0] for qid in shared})
     questions = {q.id: q for q in load_mmlu("test", data_dir, subjects)}
@@ -90,20 +104,25 @@ def compare(out: Path, data_dir: Path | None, shots: int) -> None:
         worst = max(worst, *(abs(a - b) for a, b in zip(harness_ll, case["logprobs"])))
         lengths = [float(len(c)) for c in sample["doc"]["choices"]]
         harness = {"acc": argmax(harness_ll), "acc_norm": argmax([ll / n for ll, n in zip(harness_ll, lengths)])}
-        for rule in agree:
-            mine = LETTERS.index(case["details"]["predictions"][rule])
-            agree[rule] += mine == harness[rule]
-            if mine != harness[rule]:
-                print(f"{qid} {rule}: tradeoff {LETTERS[mine]}, harness {LETTERS[harness[rule]]}")
-        for rule in agree:  # the harness's own per-sample metric agrees with its argmax
+        mine = case["details"]["predictions"] if form == "cloze" else {"acc": case["extracted"]}
+        for rule in rules:
+            agree[rule] += LETTERS.index(mine[rule]) == harness[rule]
+            if LETTERS.index(mine[rule]) != harness[rule]:
+                print(f"{qid} {rule}: tradeoff {mine[rule]}, harness {LETTERS[harness[rule]]}")
+            # the harness's own per-sample metric agrees with its argmax
             assert math.isclose(sample[rule], float(harness[rule] == int(sample["target"])))
         question = questions[qid]
         requests = [(a["arg_0"], a["arg_1"]) for a in sample["arguments"].values()]
-        texts_same += requests == [(mmlu_cloze_kshot_prompt(question, shots=shots), c)
-                                   for c in mmlu_cloze_continuations(question)]
+        if form == "cloze":
+            expected = [(mmlu_cloze_kshot_prompt(question, shots=shots), c) for c in mmlu_cloze_continuations(question)]
+        else:
+            expected = [(mmlu_kshot_prompt(question, shots=shots), c) for c in MMLU_CONTINUATIONS]
+        texts_same += requests == expected
     print(f"{len(shared)} questions compared ({len(ours)} tradeoff, {len(theirs)} harness): "
           + ", ".join(f"{rule} argmax agrees on {n}/{len(shared)}" for rule, n in agree.items())
           + f"; max |Δ log-likelihood| {worst:.2e}; prompt and continuation strings identical on {texts_same}")
+    return {"compared": len(shared), **{f"{rule} agree": n for rule, n in agree.items()},
+            "max |Δ ll|": worst, "strings identical": texts_same}
 
 
 def main() -> None:
@@ -113,11 +132,12 @@ def main() -> None:
     parser.add_argument("--subjects", default="global_facts,anatomy,abstract_algebra")
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--shots", type=int, default=0, help="the --num_fewshot both runs used")
+    parser.add_argument("--format", choices=("cloze", "letters"), default="cloze")
     args = parser.parse_args()
     if args.step == "prepare":
-        prepare([s for s in args.subjects.split(",") if s], args.out, args.data_dir)
+        prepare([s for s in args.subjects.split(",") if s], args.out, args.data_dir, args.format)
     else:
-        compare(args.out, args.data_dir, args.shots)
+        compare(args.out, args.data_dir, args.shots, args.format)
 
 
 if __name__ == "__main__":
