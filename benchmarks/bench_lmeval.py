@@ -68,11 +68,11 @@ def main() -> None:
                    f"--report-dir={out / 'tradeoff'}"]
                   + ([f"--data-dir={args.data_dir}"] if args.data_dir else []),
                   out / "tradeoff.log", ok=(0, 1))  # 1: some answers were wrong, which fails their tests
-    harness = ["--batch_size", args.lmeval_batch_size] if args.lmeval_batch_size else []
+    batch = ["--batch_size", args.lmeval_batch_size] if args.lmeval_batch_size else []
     theirs = _timed([str(args.lmeval_python), "-m", "lm_eval", "--model", "hf",
                      "--model_args", f"pretrained={model},dtype=float32", "--include_path", str(out / "tasks"),
                      "--tasks", f"tradeoff_{args.format}", "--num_fewshot", str(args.shots), "--device", "cpu",
-                     "--log_samples", "--output_path", str(out / "lmeval"), *harness],
+                     "--log_samples", "--output_path", str(out / "lmeval"), *batch],
                     out / "lmeval.log", ok=(0,))
 
     agreement = compare(out, args.data_dir, args.shots, args.format)

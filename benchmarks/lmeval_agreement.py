@@ -106,8 +106,8 @@ def compare(out: Path, data_dir: Path | None, shots: int, form: str = "cloze") -
         harness = {"acc": argmax(harness_ll), "acc_norm": argmax([ll / n for ll, n in zip(harness_ll, lengths)])}
         mine = case["details"]["predictions"] if form == "cloze" else {"acc": case["extracted"]}
         for rule in rules:
-            agree[rule] += LETTERS.index(mine[rule]) == harness[rule]
-            if LETTERS.index(mine[rule]) != harness[rule]:
+            agree[rule] += mine[rule] == LETTERS[harness[rule]]
+            if mine[rule] != LETTERS[harness[rule]]:
                 print(f"{qid} {rule}: tradeoff {mine[rule]}, harness {LETTERS[harness[rule]]}")
             # the harness's own per-sample metric agrees with its argmax
             assert math.isclose(sample[rule], float(harness[rule] == int(sample["target"])))
