@@ -32,7 +32,8 @@ import torch
 from evalkit.data.mmlu import SUBJECTS, load_mmlu
 from evalkit.data.spider import load_spider
 from evalkit.inference import ResultCache, choice_logprobs, generate
-from evalkit.inference.engine import _max_length, plan_prefix_groups, score_rows
+from evalkit.inference.engine import max_length
+from evalkit.inference.planning import plan_prefix_groups, score_rows
 from evalkit.models import LoadedModel, load_model
 from evalkit.prompts import mmlu_kshot_prompt, spider_chat_prompt
 
@@ -54,7 +55,7 @@ def spread(items: list[str], n: int) -> list[str]:
 
 def computed_tokens(model: LoadedModel, prompts: list[str], share_prefix: bool) -> int:
     """Tokens the engine runs through the model for these prompts (each shared prefix counted once)."""
-    rows = score_rows(model.tokenizer, [(p, " A") for p in prompts], _max_length(model))
+    rows = score_rows(model.tokenizer, [(p, " A") for p in prompts], max_length(model))
     groups = plan_prefix_groups(rows) if share_prefix else [(0, rows)]
     return sum(prefix + sum(len(r.tokens) - prefix for r in members) for prefix, members in groups)
 

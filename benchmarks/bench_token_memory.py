@@ -15,7 +15,7 @@ import os
 import time
 
 from evalkit.data.mmlu import load_mmlu
-from evalkit.inference.engine import score_rows
+from evalkit.inference.planning import score_rows
 from evalkit.models.resolve import load_tokenizer, resolve_base
 from evalkit.prompts import MMLU_CONTINUATIONS, mmlu_cloze_continuations, mmlu_cloze_kshot_prompt, mmlu_kshot_prompt
 

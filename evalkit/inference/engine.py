@@ -38,139 +38,28 @@ Speed comes from three things, none of which changes a result beyond float round
 from __future__ import annotations
 
 import copy
-import functools
-import gc
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
 
-from evalkit.errors import ConfigError, EvalkitError
-from evalkit.inference.tokens import cut_at_stop, encode_all, encode_pairs
+from evalkit.errors import ConfigError
+from evalkit.inference.planning import (BatchLimits, Cost, Row, group_cost, plan_nested, plan_prefix_groups, row_cost,
+                                        row_for, run_adaptive, score_rows)
+from evalkit.inference.tokens import cut_at_stop, encode_all
 from evalkit.models import LoadedModel
+
+R = TypeVar("R")
 
 # Part of every cache key, per kind of request: bump one when its computation changes, so a change to
 # generation does not throw away cached log-likelihoods (and vice versa).
 ENGINE_VERSIONS = {"generate": "hf-2",  # hf-2: own greedy loop instead of model.generate
                    "loglikelihood": "hf-1"}
-MIN_SHARED_PREFIX = 64  # tokens; below this a shared prefix saves less than its extra pass costs
-MIN_NESTED_SAVING = 32  # token positions a nested prefix must save (rows sharing it - 1, times its length)
-MIN_NESTED_STEP = 8  # tokens a nested prefix must add to its parent's
-TOKENIZE_CHUNK = 512  # requests tokenised at a time (see score_rows)
-T = TypeVar("T")
-R = TypeVar("R")
-
-# Automatic batch limits: (max rows, max padded tokens per forward). On CPU, batching barely speeds up
-# prefill (docs/benchmarks.md) but helps decoding a lot, and Linux
-# kills a process that over-allocates instead of raising, so the CPU limits are conservative. On a GPU
-# the limits start high and halve on out-of-memory.
-AUTO_LIMITS = {
-    ("cpu", "score"): (8, 4096),
-    ("cpu", "generate"): (64, 32768),  # decoding: 64 rows gave 1.6x the new tokens/s of 16 (docs/benchmarks.md)
-    ("accelerator", "score"): (64, 65536),
-    ("accelerator", "generate"): (128, 262144),
-}
-
-
-# ------------------------------------------------------------------------------------------ batching
-
-
-@dataclass
-class BatchLimits:
-    """How many rows and padded tokens one forward pass may take; halved on out-of-memory."""
-
-    max_rows: int
-    max_tokens: int
-
-    @classmethod
-    def for_model(cls, model: LoadedModel, task: str, batch_size: int | None) -> BatchLimits:
-        if batch_size is not None:
-            if batch_size < 1:
-                raise ConfigError(f"batch_size={batch_size}: must be a positive integer, or None for automatic.")
-            return cls(batch_size, 1 << 62)
-        kind = "cpu" if model.device == "cpu" else "accelerator"
-        return cls(*AUTO_LIMITS[(kind, task)])
-
-    def rows_for(self, costs: Sequence[int]) -> int:
-        """How many of the next rows (sorted by decreasing cost) fit; always at least one."""
-        widest = costs[0]
-        return max(1, min(len(costs), self.max_rows, self.max_tokens // max(widest, 1)))
-
-    def shrink(self, failed_rows: int) -> None:
-        self.max_rows = max(1, failed_rows // 2)
-        self.max_tokens = max(1, self.max_tokens // 2)
-
-
-def _is_out_of_memory(exc: BaseException) -> bool:
-    import torch
-
-    if isinstance(exc, torch.OutOfMemoryError):
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
-
-
-def _release_memory() -> None:
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-def run_adaptive(items: Sequence[T], cost: Callable[[T], int], limits: BatchLimits,
-                 run: Callable[[list[T]], R]) -> Iterator[R]:
-    """Run ``items`` (sorted by decreasing cost) in batches within ``limits``; on out-of-memory, halve
-    the limits and retry the same items, so a long run adapts instead of dying."""
-    start = 0
-    while start < len(items):
-        count = limits.rows_for([cost(item) for item in items[start:start + limits.max_rows]])
-        chunk = list(items[start:start + count])
-        try:
-            result = run(chunk)
-        except (RuntimeError, MemoryError) as exc:
-            if not (_is_out_of_memory(exc) or isinstance(exc, MemoryError)):
-                raise
-            _release_memory()
-            if count == 1:
-                raise EvalkitError(
-                    f"Out of memory on a single request of {cost(chunk[0])} tokens. Fix: shorten the prompt, "
-                    "use a smaller model or 4-bit loading, or run on a device with more memory."
-                ) from exc
-            limits.shrink(count)
-            continue
-        start += count
-        yield result
 
 
 # --------------------------------------------------------------------------------- log-likelihoods
 
-
-@dataclass
-class _Row:
-    """One model input and the continuations scored on its last ``n_scored`` positions.
-
-    Tokens are an int32 array (4 bytes a token; a list of Python ints costs 36), so a full 5-shot MMLU
-    run's 14,042 inputs of ~530 tokens take 30 MB, not 270."""
-
-    tokens: np.ndarray
-    n_scored: int
-    targets: list[tuple[int, tuple[int, ...]]] = field(default_factory=list)  # (request index, tokens)
-
-    @functools.cached_property
-    def order(self) -> bytes:
-        """A key that sorts rows in token order (big-endian bytes compare like the token sequences)."""
-        return self.tokens.astype(">u4").tobytes()
-
-
-def _row(tokens: Sequence[int], n_scored: int, rows: dict[bytes, _Row]) -> _Row:
-    """The row for these input tokens, shared by every request with the same input."""
-    array = np.asarray(tokens, dtype=np.int32)
-    return rows.setdefault(array.tobytes(), _Row(array, n_scored))
-
-
-def _max_length(model: LoadedModel) -> int:
+def max_length(model: LoadedModel) -> int:
     config = getattr(model.model, "config", None)
     for name in ("max_position_embeddings", "n_positions", "n_ctx"):
         value = getattr(config, name, None)
@@ -179,70 +68,9 @@ def _max_length(model: LoadedModel) -> int:
     return 2048  # the harness's default when the model declares nothing
 
 
-def _build_rows(encoded: Sequence[tuple[list[int], list[int]]], max_length: int,
-                rows: dict[bytes, _Row] | None = None, first: int = 0) -> list[_Row]:
-    """The model inputs of (context, continuation) token pairs, identical inputs merged; ``rows`` and
-    ``first`` (the index of ``encoded[0]`` among all requests) let a long request list build in chunks."""
-    rows = {} if rows is None else rows
-    for index, (ctx, cont) in enumerate(encoded, start=first):
-        if len(cont) > max_length:
-            raise ConfigError(f"Request {index}: the continuation has {len(cont)} tokens, more than the model's "
-                              f"{max_length}. Fix: shorten the answer choices.")
-        tokens = np.concatenate([np.asarray(ctx, dtype=np.int32), np.asarray(cont, dtype=np.int32)])
-        _row(tokens[-(max_length + 1):][:-1], len(cont), rows).targets.append((index, tuple(np.asarray(cont).tolist())))
-    return list(rows.values())
-
-
-def score_rows(tokenizer: Any, pairs: Sequence[tuple[str, str]], max_length: int) -> list[_Row]:
-    """The rows of (context, continuation) requests, tokenised :data:`TOKENIZE_CHUNK` at a time: a fast
-    tokenizer holds ~100 bytes a token and a list of Python ints 36, so a full 5-shot MMLU run tokenised
-    at once peaked at 7.5 GB; each chunk's lists become arrays and are freed before its rows are made."""
-    rows: dict[bytes, _Row] = {}
-    for first in range(0, len(pairs), TOKENIZE_CHUNK):
-        chunk = [(np.asarray(ctx, dtype=np.int32), np.asarray(cont, dtype=np.int32))
-                 for ctx, cont in encode_pairs(tokenizer, pairs[first:first + TOKENIZE_CHUNK])]
-        _build_rows(chunk, max_length, rows, first)
-    return list(rows.values())
-
-
-def _common_prefix(a: np.ndarray, b: np.ndarray) -> int:
-    n = min(len(a), len(b))
-    differ = np.flatnonzero(a[:n] != b[:n])
-    return int(differ[0]) if differ.size else n
-
-
-def plan_prefix_groups(rows: Sequence[_Row], min_shared: int = MIN_SHARED_PREFIX) -> list[tuple[int, list[_Row]]]:
-    """Group rows by a shared token prefix of at least ``min_shared`` tokens: (prefix length, rows).
-
-    Sorting the rows makes rows with a common prefix neighbours, and a run's common prefix is the
-    smallest common prefix of neighbours. The prefix never reaches a scored position, so every row
-    keeps a non-empty suffix. Rows sharing nothing come back as one group with prefix length 0.
-    """
-    groups: list[tuple[int, list[_Row]]] = []
-    alone: list[_Row] = []
-    run: list[_Row] = []
-    shared = 0
-
-    def flush() -> None:
-        if len(run) > 1:
-            groups.append((shared, list(run)))
-        else:
-            alone.extend(run)
-
-    for row in sorted(rows, key=lambda r: r.order):
-        limit = len(row.tokens) - row.n_scored  # every scored position must run in the suffix pass
-        if run:
-            common = min(shared, _common_prefix(run[-1].tokens, row.tokens), limit)
-            if common >= min_shared:
-                run.append(row)
-                shared = common
-                continue
-            flush()
-        run, shared = [row], limit
-    flush()
-    if alone:
-        groups.append((0, alone))
-    return groups
+def _vocab_size(model: LoadedModel) -> int:
+    """The width of one position's logits."""
+    return getattr(getattr(model.model, "config", None), "vocab_size", None) or len(model.tokenizer)
 
 
 def _pad_id(tokenizer: Any) -> int:
@@ -268,7 +96,7 @@ def _suffix_batch(suffixes: Sequence[Sequence[int]], starts: Sequence[int], past
     return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "position_ids": positions.to(device)}
 
 
-def _forward_rows(model: LoadedModel, rows: Sequence[_Row], prefix_len: int, prefix_cache: Any, keep: int,
+def _forward_rows(model: LoadedModel, rows: Sequence[Row], prefix_len: int, prefix_cache: Any, keep: int,
                   use_cache: bool) -> tuple[Any, dict[str, Any]]:
     """One forward over the rows' suffixes (after a copy of the shared prefix's KV cache, if any), keeping
     the logits of the last ``keep`` positions. Returns the model output and the batch it ran on."""
@@ -284,21 +112,22 @@ def _forward_rows(model: LoadedModel, rows: Sequence[_Row], prefix_len: int, pre
     return model.model(**batch, logits_to_keep=keep, **extra), batch
 
 
-def _pick_scores(logits: Any, rows: Sequence[_Row], keep: int) -> list[tuple[int, float]]:
-    """Each target's summed log-probability, read from the last ``keep`` positions' logits of its row."""
+def _pick_scores(logits: Any, rows: Sequence[Row], keep: int) -> list[tuple[int, float]]:
+    """Each target's summed log-probability, read from the last ``keep`` positions' logits of its row.
+    ``log_softmax`` runs row by row on the row's own positions: over the whole batch it would copy every
+    kept logit, padding positions of shorter continuations included."""
     import torch
 
-    logprobs = torch.log_softmax(logits.float(), dim=-1)
     scores = []
     for b, row in enumerate(rows):
-        scored = logprobs[b, keep - row.n_scored:]
+        scored = torch.log_softmax(logits[b, keep - row.n_scored:].float(), dim=-1)
         for index, cont in row.targets:
             picked = scored.gather(1, torch.tensor(cont, device=scored.device).unsqueeze(1))
             scores.append((index, float(picked.sum())))
     return scores
 
 
-def _score_rows(model: LoadedModel, rows: list[_Row], prefix_len: int, prefix_cache: Any) -> list[tuple[int, float]]:
+def _score_rows(model: LoadedModel, rows: list[Row], prefix_len: int, prefix_cache: Any) -> list[tuple[int, float]]:
     import torch
 
     keep = max(r.n_scored for r in rows)
@@ -307,7 +136,7 @@ def _score_rows(model: LoadedModel, rows: list[_Row], prefix_len: int, prefix_ca
         return _pick_scores(out.logits, rows, keep)
 
 
-def _score_groups(model: LoadedModel, groups: Sequence[tuple[int, list[_Row]]], prefix_len: int,
+def _score_groups(model: LoadedModel, groups: Sequence[tuple[int, list[Row]]], prefix_len: int,
                   prefix_cache: Any) -> list[tuple[int, float]]:
     """Score several groups of rows (each sharing its own tokens after the common ``prefix_len``, like
     the four answers of one cloze question) in two forwards: the groups' shared parts as one batch, then
@@ -348,72 +177,52 @@ def _prefix_cache(model: LoadedModel, tokens: Sequence[int], parent: Any = None,
         return model.model(input_ids=ids, use_cache=True, logits_to_keep=1, **extra).past_key_values
 
 
-def _grouped_batches(model: LoadedModel, rows: list[_Row], share_prefix: bool, limits: BatchLimits, extra_cost: int,
-                     run: Callable[[list[_Row], int, Any], R]) -> Iterator[R]:
+def _grouped_batches(model: LoadedModel, rows: list[Row], share_prefix: bool, limits: BatchLimits, extra_cost: int,
+                     run: Callable[[list[Row], int, Any], R]) -> Iterator[R]:
     """Run ``rows`` in batches, each prefix group on its prefix's KV cache (computed once per group).
     Memory grows with the whole (prefix + suffix) length, so that is the batching cost."""
     for prefix_len, members in plan_prefix_groups(rows) if share_prefix else [(0, rows)]:
         members = sorted(members, key=lambda r: -len(r.tokens))
         cache = _prefix_cache(model, members[0].tokens[:prefix_len]) if prefix_len else None
-        yield from run_adaptive(members, lambda r: len(r.tokens) + extra_cost, limits,
+        yield from run_adaptive(members, lambda r: Cost(len(r.tokens) + extra_cost), limits,
                                 lambda chunk: run(chunk, prefix_len, cache))
 
 
-def _nested_batches(model: LoadedModel, rows: list[_Row], prefix_len: int, cache: Any, limits: BatchLimits,
-                    plan: tuple[list[tuple[int, list[_Row]]], list[_Row]] | None = None,
+def _nested_batches(model: LoadedModel, rows: list[Row], prefix_len: int, cache: Any, limits: BatchLimits,
+                    plan: tuple[list[tuple[int, list[Row]]], list[Row]] | None = None,
                     ) -> Iterator[list[tuple[int, float]]]:
     """Score rows that share ``prefix_len`` tokens (in ``cache``), reusing nested prefixes: rows that share
     more (the subject's shots, then the four answers of one cloze question) compute their common part once
-    (:func:`_plan_nested`). A group that nests further gets its own cache and recursion; groups that do
+    (:func:`plan_nested`). A group that nests further gets its own cache and recursion; groups that do
     not (one question's answers) are batched together (:func:`_score_groups`). Log-likelihoods only: for
     generation, smaller groups would mean smaller decoding batches."""
-    worth, alone = plan or _plan_nested(rows, prefix_len, prefix_len)
-    leaves: list[tuple[int, list[_Row]]] = []
+    worth, alone = plan or plan_nested(rows, prefix_len, prefix_len)
+    leaves: list[tuple[int, list[Row]]] = []
     for shared, members in worth:
-        inner = _plan_nested(members, shared, shared)
+        inner = plan_nested(members, shared, shared)
         if inner[0]:  # the group nests further: its plan is passed down, not made twice
             extended = _prefix_cache(model, members[0].tokens[prefix_len:shared], cache, prefix_len)
             yield from _nested_batches(model, members, shared, extended, limits, inner)
         else:
-            leaves.append((shared, members))
+            leaves.extend((shared, part) for part in limits.split(members))
     # A leaf group costs the padded length of all its rows (their KV caches are copies); the row limit
     # counts groups here, so a batch holds up to four times as many rows as a plain batch on CPU.
-    leaves.sort(key=lambda g: -len(g[1]) * max(len(r.tokens) for r in g[1]))
-    yield from run_adaptive(leaves, lambda g: len(g[1]) * max(len(r.tokens) for r in g[1]), limits,
+    leaves.sort(key=lambda g: -group_cost(g[1]).tokens)
+    yield from run_adaptive(leaves, lambda g: group_cost(g[1]), limits,
                             lambda chunk: _score_groups(model, chunk, prefix_len, cache))
     alone.sort(key=lambda r: -len(r.tokens))
-    yield from run_adaptive(alone, lambda r: len(r.tokens), limits,
-                            lambda chunk: _score_rows(model, chunk, prefix_len, cache))
-
-
-def _plan_nested(rows: Sequence[_Row], prefix_len: int, start: int) -> tuple[list[tuple[int, list[_Row]]], list[_Row]]:
-    """Split rows that share ``prefix_len`` cached tokens (and ``start`` tokens in all) into groups that
-    share at least :data:`MIN_NESTED_STEP` more tokens and are worth a cache of their own (it saves
-    :data:`MIN_NESTED_SAVING` token positions), and the rest. A run of rows that shares a little more
-    but not enough to be worth a cache (questions that start alike) is searched again for the groups inside."""
-    worth: list[tuple[int, list[_Row]]] = []
-    alone: list[_Row] = []
-    for shared, members in plan_prefix_groups(rows, min_shared=start + MIN_NESTED_STEP):
-        if not shared:
-            alone.extend(members)
-        elif (len(members) - 1) * (shared - prefix_len) >= MIN_NESTED_SAVING:
-            worth.append((shared, members))
-        else:
-            inner = _plan_nested(members, prefix_len, shared)
-            worth.extend(inner[0])
-            alone.extend(inner[1])
-    return worth, alone
+    yield from run_adaptive(alone, row_cost, limits, lambda chunk: _score_rows(model, chunk, prefix_len, cache))
 
 
 def loglikelihood_batches(model: LoadedModel, pairs: Sequence[tuple[str, str]], *, batch_size: int | None = None,
                           share_prefix: bool = True) -> Iterator[list[tuple[int, float]]]:
     """Yield ``[(pair index, log-likelihood), ...]`` batch by batch, longest inputs first."""
-    rows = score_rows(model.tokenizer, pairs, _max_length(model))
-    limits = BatchLimits.for_model(model, "score", batch_size)
+    rows = score_rows(model.tokenizer, pairs, max_length(model))
+    limits = BatchLimits.for_device(model.device, "score", batch_size, _vocab_size(model))
     if share_prefix:
         yield from _nested_batches(model, rows, 0, None, limits)
     else:
-        yield from run_adaptive(sorted(rows, key=lambda r: -len(r.tokens)), lambda r: len(r.tokens), limits,
+        yield from run_adaptive(sorted(rows, key=lambda r: -len(r.tokens)), row_cost, limits,
                                 lambda chunk: _score_rows(model, chunk, 0, None))
 
 
@@ -428,7 +237,7 @@ def _eos_ids(model: LoadedModel) -> set[int]:
     return {i for i in ids if i is not None}
 
 
-def _decode_rows(model: LoadedModel, rows: list[_Row], prefix_len: int, prefix_cache: Any, *, max_new_tokens: int,
+def _decode_rows(model: LoadedModel, rows: list[Row], prefix_len: int, prefix_cache: Any, *, max_new_tokens: int,
                  stop: Sequence[str], eos: set[int]) -> list[tuple[int, str]]:
     """Greedy decoding of a batch. A row leaves the batch (and its KV cache) as soon as it emits EOS or its
     text contains a stop string, so the remaining rows stop paying for it."""
@@ -482,15 +291,15 @@ def generate_batches(model: LoadedModel, prompts: Sequence[str], *, max_new_toke
     ``generate_until``); a prompt longer than the model's window minus ``max_new_tokens`` keeps its end.
     Prompts sharing a long token prefix (the system prompt and schema of one Spider database) prefill it once.
     """
-    window = _max_length(model) - max_new_tokens
+    window = max_length(model) - max_new_tokens
     if window < 1:
         raise ConfigError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in the model's "
-                          f"{_max_length(model)}-token window. Fix: lower max_new_tokens.")
+                          f"{max_length(model)}-token window. Fix: lower max_new_tokens.")
     encoded = encode_all(model.tokenizer, prompts)
-    rows: dict[bytes, _Row] = {}
+    rows: dict[bytes, Row] = {}
     for index, prompt in enumerate(prompts):
-        _row(encoded[prompt][-window:], 1, rows).targets.append((index, ()))
-    limits = BatchLimits.for_model(model, "generate", batch_size)
+        row_for(encoded[prompt][-window:], 1, rows).targets.append((index, ()))
+    limits = BatchLimits.for_device(model.device, "generate", batch_size, _vocab_size(model))
     eos = _eos_ids(model)
     yield from _grouped_batches(
         model, list(rows.values()), share_prefix, limits, max_new_tokens,

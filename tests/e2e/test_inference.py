@@ -25,7 +25,7 @@ from evalkit.data.mmlu import load_mmlu
 from evalkit.data.spider import load_spider
 from evalkit.inference import ResultCache, choice_logprobs, generate
 from evalkit.models import attention
-from evalkit.inference.engine import _build_rows, plan_prefix_groups
+from evalkit.inference.planning import build_rows, plan_prefix_groups
 from evalkit.inference.kv_cache import ReservedLayer, reserve
 from evalkit.inference.tokens import encode_pairs
 from evalkit.models import LoadedModel
@@ -81,7 +81,7 @@ def test_scores_equal_the_harness_computation(embedded_model: LoadedModel) -> No
 
 def test_prefix_reuse_equals_full_computation_on_real_mmlu_prompts(embedded_model: LoadedModel) -> None:
     prompts = _mmlu_prompts(["abstract_algebra", "anatomy"], 3, shots=5)
-    rows = _build_rows(encode_pairs(embedded_model.tokenizer, [(p, " A") for p in prompts]), 8192)
+    rows = build_rows(encode_pairs(embedded_model.tokenizer, [(p, " A") for p in prompts]), 8192)
     groups = plan_prefix_groups(rows)
     assert sorted(len(members) for prefix, members in groups if prefix) == [3, 3]
     assert min(prefix for prefix, _ in groups) > 250  # header + five solved questions

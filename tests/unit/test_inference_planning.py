@@ -7,7 +7,8 @@ import torch
 
 from evalkit.errors import ConfigError, EvalkitError
 from evalkit.inference import _choices_per_context
-from evalkit.inference.engine import BatchLimits, _build_rows, plan_prefix_groups, run_adaptive
+from evalkit.inference.planning import (UNLIMITED, BatchLimits, Cost, build_rows, group_cost, plan_prefix_groups,
+                                       run_adaptive)
 from evalkit.inference.tokens import cut_at_stop
 
 
@@ -19,7 +20,7 @@ def _subject(header: int, shots: int, question_lengths: list[int]) -> list[tuple
 
 def test_rows_of_one_subject_share_their_prefix_and_subjects_do_not() -> None:
     requests = _subject(1, 300, [20, 35, 20]) + _subject(2, 300, [10, 40]) + [([7] * 50, [330]), ([8] * 30, [389])]
-    groups = plan_prefix_groups(_build_rows(requests, max_length=8192))
+    groups = plan_prefix_groups(build_rows(requests, max_length=8192))
     shared = sorted((prefix, len(rows)) for prefix, rows in groups)
     assert shared == [(0, 2), (301, 2), (301, 3)]
 
@@ -27,7 +28,7 @@ def test_rows_of_one_subject_share_their_prefix_and_subjects_do_not() -> None:
 def test_identical_inputs_merge_and_the_prefix_never_covers_a_scored_position() -> None:
     context = list(range(200))
     requests = [(context, [330]), (context, [389]), (context, [340, 12, 13]), (context + [9], [1])]
-    rows = _build_rows(requests, max_length=8192)
+    rows = build_rows(requests, max_length=8192)
     assert sorted(len(r.targets) for r in rows) == [1, 1, 2]  # the two one-token letters share one input
     (prefix, members), = plan_prefix_groups(rows)
     assert len(members) == 3
@@ -37,10 +38,10 @@ def test_identical_inputs_merge_and_the_prefix_never_covers_a_scored_position() 
 
 
 def test_left_truncation_keeps_the_end_like_the_harness() -> None:
-    (row,) = _build_rows([(list(range(100)), [500, 501])], max_length=10)
+    (row,) = build_rows([(list(range(100)), [500, 501])], max_length=10)
     assert row.tokens.tolist() == [*range(91, 100), 500] and row.n_scored == 2
     with pytest.raises(ConfigError, match="continuation has 12 tokens, more than the model's 10"):
-        _build_rows([([1], list(range(12)))], max_length=10)
+        build_rows([([1], list(range(12)))], max_length=10)
 
 
 def test_cut_at_stop_uses_the_earliest_stop_string() -> None:
@@ -69,11 +70,34 @@ def test_batches_respect_limits_and_halve_on_out_of_memory() -> None:
         return chunk
 
     limits = BatchLimits(max_rows=8, max_tokens=10_000)
-    done = [x for batch in run_adaptive(items, lambda x: x, limits, run) for x in batch]
+    done = [x for batch in run_adaptive(items, Cost, limits, run) for x in batch]
     assert done == items  # nothing lost, nothing repeated, order kept
     assert limits.max_rows < 8 and all(sum(chunk) <= 40 for chunk in seen)
     token_limited = BatchLimits(max_rows=100, max_tokens=45)
-    assert [len(b) for b in run_adaptive(items, lambda x: x, token_limited, lambda c: c)][:2] == [2, 2]
+    assert [len(b) for b in run_adaptive(items, Cost, token_limited, lambda c: c)][:2] == [2, 2]
+
+
+def test_long_continuations_take_fewer_rows_so_their_logits_stay_bounded() -> None:
+    """A batch's logits are rows x its longest continuation: one long answer caps the whole batch."""
+    limits = BatchLimits(max_rows=8, max_tokens=10_000, max_logits=100)
+    short = [Cost(50, rows=4, kept=5)] * 8  # 4 rows x 5 positions each: 5 groups fit (100 / 20)
+    assert limits.rows_for(short) == 5
+    mixed = [Cost(60, rows=4, kept=5), Cost(50, rows=4, kept=40), *short]  # the second group keeps 40
+    assert limits.rows_for(mixed) == 1  # 8 rows x 40 > 100
+    assert limits.rows_for([Cost(60, rows=4, kept=500)]) == 1  # one item always runs
+    automatic = BatchLimits.for_device("cpu", "score", None, vocab_size=49152)
+    assert automatic.max_logits * 49152 * 4 <= 128 << 20
+    assert BatchLimits.for_device("cpu", "score", 3, vocab_size=49152).max_rows == 3
+
+
+def test_a_group_too_large_for_one_forward_is_split_into_parts_that_fit() -> None:
+    """Thirty questions with the same stem after the same shots form one group; each part must fit."""
+    rows = build_rows(_subject(header=1, shots=500, question_lengths=[40] * 30), 8192)
+    parts = BatchLimits(max_rows=8, max_tokens=2048, max_logits=UNLIMITED).split(rows)
+    assert [len(p) for p in parts] == [3] * 10  # 2048 // 541 tokens
+    assert [r for p in parts for r in p] == rows  # every row once, in order
+    assert all(group_cost(p).tokens <= 2048 for p in parts)
+    assert [len(p) for p in BatchLimits(8, UNLIMITED, max_logits=4).split(rows)] == [4] * 7 + [2]
 
 
 def test_out_of_memory_on_one_item_is_a_clear_error_and_other_errors_pass_through() -> None:
@@ -81,15 +105,15 @@ def test_out_of_memory_on_one_item_is_a_clear_error_and_other_errors_pass_throug
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 99999999999 bytes")
 
     with pytest.raises(EvalkitError, match="Out of memory on a single request of 7 tokens"):
-        list(run_adaptive([7, 6], lambda x: x, BatchLimits(2, 100), always_oom))
+        list(run_adaptive([7, 6], Cost, BatchLimits(2, 100), always_oom))
 
     def broken(chunk: list[int]) -> list[int]:
         raise RuntimeError("shape mismatch")
 
     with pytest.raises(RuntimeError, match="shape mismatch"):
-        list(run_adaptive([7, 6], lambda x: x, BatchLimits(2, 100), broken))
+        list(run_adaptive([7, 6], Cost, BatchLimits(2, 100), broken))
     with pytest.raises(ConfigError, match="batch_size=0"):
-        BatchLimits.for_model(None, "score", 0)  # type: ignore[arg-type]
+        BatchLimits.for_device("cpu", "score", 0, 49152)
 
 
 def test_vllm_is_imported_only_when_asked_for() -> None:
