@@ -44,8 +44,8 @@ from typing import Any, TypeVar
 import numpy as np
 
 from evalkit.errors import ConfigError
-from evalkit.inference.planning import (BatchLimits, Cost, Row, group_cost, plan_nested, plan_prefix_groups, row_cost,
-                                        row_for, run_adaptive, score_rows)
+from evalkit.inference.planning import (BatchLimits, Cost, Row, group_cost, plan_nested, plan_prefix_groups, release_memory,
+                                        row_cost, row_for, run_adaptive, score_rows)
 from evalkit.inference.tokens import cut_at_stop, encode_all
 from evalkit.models import LoadedModel
 
@@ -55,6 +55,7 @@ R = TypeVar("R")
 # generation does not throw away cached log-likelihoods (and vice versa).
 ENGINE_VERSIONS = {"generate": "hf-2",  # hf-2: own greedy loop instead of model.generate
                    "loglikelihood": "hf-1"}
+RELEASE_AFTER_ROWS = 100  # a nested group this large (an MMLU subject) returns freed memory when done
 
 
 # --------------------------------------------------------------------------------- log-likelihoods
@@ -186,6 +187,7 @@ def _grouped_batches(model: LoadedModel, rows: list[Row], share_prefix: bool, li
         cache = _prefix_cache(model, members[0].tokens[:prefix_len]) if prefix_len else None
         yield from run_adaptive(members, lambda r: Cost(len(r.tokens) + extra_cost), limits,
                                 lambda chunk: run(chunk, prefix_len, cache))
+        release_memory()  # one database's prompts done: freed batches go back to the OS
 
 
 def _nested_batches(model: LoadedModel, rows: list[Row], prefix_len: int, cache: Any, limits: BatchLimits,
@@ -203,6 +205,9 @@ def _nested_batches(model: LoadedModel, rows: list[Row], prefix_len: int, cache:
         if inner[0]:  # the group nests further: its plan is passed down, not made twice
             extended = _prefix_cache(model, members[0].tokens[prefix_len:shared], cache, prefix_len)
             yield from _nested_batches(model, members, shared, extended, limits, inner)
+            if len(members) >= RELEASE_AFTER_ROWS:  # a subject done: its freed caches go back to the OS
+                del extended
+                release_memory()
         else:
             leaves.extend((shared, part) for part in limits.split(members))
     # A leaf group costs the padded length of all its rows (their KV caches are copies); the row limit
