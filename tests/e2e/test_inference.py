@@ -25,6 +25,7 @@ from evalkit.data.mmlu import load_mmlu
 from evalkit.data.spider import load_spider
 from evalkit.inference import ResultCache, choice_logprobs, generate
 from evalkit.models import attention
+from evalkit.inference import planning
 from evalkit.inference.planning import build_rows, plan_prefix_groups
 from evalkit.inference.kv_cache import ReservedLayer, reserve
 from evalkit.inference.tokens import encode_pairs
@@ -92,6 +93,24 @@ def test_prefix_reuse_equals_full_computation_on_real_mmlu_prompts(embedded_mode
     diff_batched = max(abs(a - b) for x, y in zip(full, batched) for a, b in zip(x, y))
     assert diff_shared < 1e-4 and diff_batched < 1e-4, (diff_shared, diff_batched)
     assert all(-20 < v < 0 for row in full for v in row)
+
+
+def test_a_group_of_alike_questions_runs_in_parts_within_the_limits(embedded_model: LoadedModel,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """global_facts' "As of 2019, about what percentage..." questions share their stem after the shots: the
+    group they form must be cut to the batch limits (whole, such groups took 4 GB), with the same scores."""
+    monkeypatch.setitem(planning.AUTO_LIMITS, ("cpu", "score"), (8, 1200, 128 << 20))  # two 5-shot rows
+    rows_per_forward: list[int] = []
+    hook = embedded_model.model.register_forward_pre_hook(
+        lambda _m, _a, kwargs: rows_per_forward.append(kwargs["input_ids"].shape[0]), with_kwargs=True)
+    prompts = _mmlu_prompts(["global_facts"], 20, shots=5)
+    try:
+        shared = choice_logprobs(embedded_model, prompts, LETTERS, progress=False)
+    finally:
+        hook.remove()
+    full = choice_logprobs(embedded_model, prompts, LETTERS, batch_size=1, share_prefix=False, progress=False)
+    assert max(abs(a - b) for x, y in zip(full, shared) for a, b in zip(x, y)) < 1e-4
+    assert max(rows_per_forward) <= 2, rows_per_forward
 
 
 @pytest.mark.parametrize("shots", [0, 5])
