@@ -272,9 +272,8 @@ def _tradeoff_runtime(request: pytest.FixtureRequest) -> Runtime:
         for record in state.baseline or _load_baseline(state):
             baseline_ids.setdefault(record.suite, set()).add(record.id)
 
-    def selected(suite: str, variant: str) -> list[EvalItem]:
-        items = (eval_item_of(node) for node in session.items)
-        return [i for i in items if i and i.suite.name == suite and i.variant.name == variant]
+    def selected() -> list[EvalItem]:
+        return [i for i in map(eval_item_of, session.items) if i]
 
     def uncaptured() -> Any:
         capture = request.config.pluginmanager.getplugin("capturemanager")

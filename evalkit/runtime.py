@@ -1,15 +1,16 @@
 """The inference runtime: one model loaded at a time, one inference batch per (suite, variant).
 
 The plugin hands the runtime the evaluation items still selected after ``-k``/``-m``; the first test of
-a (suite, variant) batch triggers inference over all of that batch's selected items, through the result
-cache (an interrupted run resumes), and every test of the batch then reads its output. Each test's
-example is measured once (:meth:`Runtime.measure`) and becomes the record the summary aggregates.
+a (suite, variant) batch triggers inference over all of that batch's selected items (and the variant's
+other batches), through the result cache (an interrupted run resumes), and every test of the batch then
+reads its output. Each test's example is measured once (:meth:`Runtime.measure`) and becomes the record
+the summary aggregates. A variant's model is loaded once, for all its batches, and let go after the
+session's last batch: scoring and reporting 14,042 MMLU tests need no weights.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gc
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -50,12 +51,12 @@ class EvalItem:
 class Runtime:
     """Per process: the loaded model, and prompts and outputs per (suite, variant) batch.
 
-    ``selected(suite, variant)`` lists the items this session runs; ``uncaptured`` lets the progress bar
+    ``selected()`` lists the items this session runs; ``uncaptured`` lets the progress bar
     through pytest's output capture; ``baseline_ids`` (with ``--baseline``) are the examples the base
     results cover, per suite.
     """
 
-    def __init__(self, cfg: RunConfig, selected: Callable[[str, str], Sequence[EvalItem]],
+    def __init__(self, cfg: RunConfig, selected: Callable[[], Sequence[EvalItem]],
                  uncaptured: Callable[[], ContextManager[Any]] = contextlib.nullcontext,
                  baseline_ids: dict[str, set[str]] | None = None) -> None:
         from evalkit.inference import ResultCache
@@ -78,13 +79,25 @@ class Runtime:
             if self.cfg.backend == "vllm":
                 self.model = self._vllm(variant)
             else:
-                self.model = None
-                gc.collect()
+                self._unload()
                 self.model = load_model(self.cfg.model, variant.adapter, dtype=self.cfg.dtype)
             facts = self.model.describe()
             facts["training"] = adapter_provenance(variant.adapter) if variant.adapter else None
             self.facts.append(("tradeoff-model", {"variant": variant.name, **facts}))
         return self.model
+
+    def _unload(self) -> None:
+        """Let the transformers model go and return its memory (a vLLM engine lives for the whole run)."""
+        from evalkit.inference.planning import release_memory
+
+        if self.model is not None and self.cfg.backend != "vllm":
+            self.model = None
+            release_memory()
+
+    def _pending(self) -> dict[tuple[str, str], EvalItem]:
+        """One item of each (suite, variant) batch of this session not yet inferred (nor failed)."""
+        batches = {(i.suite.name, i.variant.name): i for i in self.selected() if not i.skip_reason}
+        return {key: i for key, i in batches.items() if key not in self.outputs and key not in self.failures}
 
     def _vllm(self, variant: Variant) -> Any:
         """One vLLM engine for the whole run: loaded for the first variant (with LoRA slots when the run has
@@ -110,7 +123,8 @@ class Runtime:
     def _infer(self, suite: Suite, variant: Variant) -> None:
         from evalkit.inference import choice_logprobs, generate
 
-        items = [i for i in self.selected(suite.name, variant.name) if not i.skip_reason]
+        items = [i for i in self.selected()
+                 if i.suite.name == suite.name and i.variant.name == variant.name and not i.skip_reason]
         self._check_baseline(suite.name, items)
         model = self._load(variant)
         prompts = {i.id: suite.prompt(i.example, model.tokenizer) for i in items}
@@ -130,16 +144,28 @@ class Runtime:
         self.outputs[(suite.name, variant.name)] = dict(zip(prompts, results))
 
     def _batch(self, item: EvalItem) -> tuple[str, str]:
+        """Infer the item's batch on its first use, with the variant's other batches while its model is
+        loaded (tests run suite by suite; this loads each variant once), then let the model go if no batch
+        is left."""
         key = (item.suite.name, item.variant.name)
+        if key not in self.outputs and key not in self.failures:
+            try:
+                self._infer_or_remember(item)
+                for other_key, other in self._pending().items():
+                    if other_key[1] == item.variant.name:
+                        self._infer_or_remember(other)
+            finally:
+                if not self._pending():
+                    self._unload()
         if key in self.failures:
             raise self.failures[key]
-        if key not in self.outputs:
-            try:
-                self._infer(item.suite, item.variant)
-            except BaseException as exc:  # remembered, so the batch's other tests fail fast with the same error
-                self.failures[key] = exc
-                raise
         return key
+
+    def _infer_or_remember(self, item: EvalItem) -> None:
+        try:
+            self._infer(item.suite, item.variant)
+        except Exception as exc:  # remembered, so the batch's tests fail fast with the same error
+            self.failures[(item.suite.name, item.variant.name)] = exc
 
     def output(self, item: EvalItem) -> Any:
         """The model's output for the item: generated text, or one log-likelihood per continuation."""

@@ -142,6 +142,44 @@ def test_markers_filter_tests_and_inference(project, data_dir, results_cache, ad
     assert not any(f"-{ex_id}-" in line for ex_id in extra for line in ids)
 
 
+WATCH_MODEL = '''
+import json
+from pathlib import Path
+
+from evalkit.plugin import STATE_KEY, eval_item_of
+
+SEEN = []
+
+
+def pytest_runtest_teardown(item):
+    runtime, evaluated = item.config.stash[STATE_KEY].runtime, eval_item_of(item)
+    SEEN.append([evaluated.suite.name, evaluated.variant.name, id(runtime.model) if runtime.model else None])
+
+
+def pytest_sessionfinish(session):
+    Path("seen.json").write_text(json.dumps(SEEN))
+'''
+
+
+def test_each_variant_loads_once_and_the_model_goes_after_the_last_inference(project, data_dir, results_cache,
+                                                                           adapter):
+    """Tests run suite by suite (spider base, spider lora, mmlu base, mmlu lora), but each variant's model
+    is loaded once, for all its batches; after the last inference, scoring and reporting (14,042 tests in
+    a full MMLU run) hold no weights."""
+    project.makeconftest('pytest_plugins = ["evalkit.plugin"]\n' + WATCH_MODEL)
+    run_ = run(project, data_dir, results_cache, *SMALL, f"--adapter=lora={adapter}")
+    assert set(run_.result.parseoutcomes()) <= {"passed", "wrong"}, run_.out
+    seen = json.loads((project.path / "seen.json").read_text())
+    assert list(dict.fromkeys((suite, variant) for suite, variant, _ in seen)) == [
+        ("spider", "base"), ("spider", "lora"), ("mmlu", "base"), ("mmlu", "lora")]
+    # Loaded through spider base's tests only: mmlu base was inferred with them, and the first spider lora
+    # test inferred both lora batches, the last ones, so the model was gone by its end.
+    loaded = [model is not None for _, _, model in seen]
+    base_first = levels_on(SPIDER_DB, data_dir)
+    assert loaded == [True] * base_first + [False] * (len(seen) - base_first), loaded
+    assert len({model for _, _, model in seen[:base_first]}) == 1
+
+
 def test_failing_or_unjudgeable_gates_exit_non_zero(project, data_dir, results_cache):
     # humanities is in the selection (so the gate is accepted at start-up) but deselected by -m.
     failing = run(project, data_dir, results_cache, *SMALL, "--suites=mmlu", "--gate-basis=point",
