@@ -85,10 +85,11 @@ class BatchLimits:
 
     def split(self, members: Sequence[Row]) -> list[list[Row]]:
         """A group of rows scored together (:func:`group_cost`) cut into parts that each fit one forward
-        pass. Questions that start alike (the same stem after the same five shots) can make a group of
-        dozens of rows, each carrying a copy of the KV cache; run whole, one such group took 3 GB."""
+        pass, and none more rows than a batch may take. Questions that start alike (the same stem after the
+        same five shots) can make a group of dozens of rows, each carrying a copy of the KV cache; run
+        whole, one such group took 3 GB."""
         widest, kept = max(len(r.tokens) for r in members), max(r.n_scored for r in members)
-        per = max(1, min(self.max_tokens // max(widest, 1), self.max_logits // max(kept, 1)))
+        per = max(1, min(self.max_rows, self.max_tokens // max(widest, 1), self.max_logits // max(kept, 1)))
         return [list(members[start:start + per]) for start in range(0, len(members), per)]
 
     def shrink(self, failed_rows: int) -> None:

@@ -98,6 +98,8 @@ def test_a_group_too_large_for_one_forward_is_split_into_parts_that_fit() -> Non
     assert [r for p in parts for r in p] == rows  # every row once, in order
     assert all(group_cost(p).tokens <= 2048 for p in parts)
     assert [len(p) for p in BatchLimits(8, UNLIMITED, max_logits=4).split(rows)] == [4] * 7 + [2]
+    # An explicit batch size (rows only, no token bound) still cuts the group.
+    assert [len(p) for p in BatchLimits.for_device("cpu", "score", 8, vocab_size=49152).split(rows)] == [8] * 3 + [6]
 
 
 def test_out_of_memory_on_one_item_is_a_clear_error_and_other_errors_pass_through() -> None:
