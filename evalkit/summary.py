@@ -39,7 +39,7 @@ class Layout:
     cluster_title: str
     groups: tuple[str, ...] = ()
     group_labels: Mapping[str, str] = field(default_factory=dict)
-    clustered: bool = False
+    stratified: bool = False
     role: str = "retention"
     choices: bool = False
     chance_fix: str = "use a larger model"
@@ -131,9 +131,9 @@ def _having(records: Sequence[CaseRecord], metric: str) -> list[CaseRecord]:
     return [r for r in records if metric in (r.secondary or {})]
 
 
-def _scores(records: Sequence[CaseRecord], clustered: bool, confidence: float, value: Value = _main_score) -> Figures:
+def _scores(records: Sequence[CaseRecord], stratified: bool, confidence: float, value: Value = _main_score) -> Figures:
     def estimate(rows: Sequence[CaseRecord]) -> Estimate:
-        return mean_ci([value(r) for r in rows], [r.cluster for r in rows] if clustered else None, confidence)
+        return mean_ci([value(r) for r in rows], [r.cluster for r in rows] if stratified else None, confidence)
 
     return Figures(
         overall=estimate(records),
@@ -142,7 +142,7 @@ def _scores(records: Sequence[CaseRecord], clustered: bool, confidence: float, v
     )
 
 
-def _deltas(base: Sequence[CaseRecord], other: Sequence[CaseRecord], clustered: bool, confidence: float,
+def _deltas(base: Sequence[CaseRecord], other: Sequence[CaseRecord], stratified: bool, confidence: float,
             value: Value = _main_score) -> Figures | None:
     """Paired deltas on the items both variants scored (base order)."""
     by_id = {r.id: r for r in other}
@@ -152,7 +152,7 @@ def _deltas(base: Sequence[CaseRecord], other: Sequence[CaseRecord], clustered: 
 
     def delta(rows: Sequence[tuple[CaseRecord, CaseRecord]]) -> PairedDelta:
         return paired_delta([value(b) for b, _ in rows], [value(o) for _, o in rows],
-                            [b.cluster for b, _ in rows] if clustered else None, confidence)
+                            [b.cluster for b, _ in rows] if stratified else None, confidence)
 
     return Figures(
         overall=delta(pairs),
@@ -218,19 +218,19 @@ def summarize(records: Iterable[CaseRecord], variants: Sequence[str], layouts: M
             continue
         by_variant = {v: [r for r in in_suite if r.variant == v] for v in variants}
         scored = {v: [r for r in rs if r.status == "scored"] for v, rs in by_variant.items()}
-        scores = {v: _scores(rs, layout.clustered, confidence) for v, rs in scored.items() if rs}
+        scores = {v: _scores(rs, layout.stratified, confidence) for v, rs in scored.items() if rs}
         deltas = {}
         for adapter in variants:
             if adapter != BASE and scored.get(BASE) and scored.get(adapter):
-                figures = _deltas(scored[BASE], scored[adapter], layout.clustered, confidence)
+                figures = _deltas(scored[BASE], scored[adapter], layout.stratified, confidence)
                 if figures is not None:
                     deltas[adapter] = figures
         metrics = sorted({m for rs in scored.values() for r in rs for m in (r.secondary or {})})
-        secondary = {m: {v: _scores(_having(rs, m), layout.clustered, confidence, _secondary(m))
+        secondary = {m: {v: _scores(_having(rs, m), layout.stratified, confidence, _secondary(m))
                          for v, rs in scored.items() if _having(rs, m)}
                      for m in metrics}
         secondary_deltas = {m: {a: f for a in deltas
-                                if (f := _deltas(_having(scored[BASE], m), _having(scored[a], m), layout.clustered,
+                                if (f := _deltas(_having(scored[BASE], m), _having(scored[a], m), layout.stratified,
                                                  confidence, _secondary(m))) is not None}
                             for m in metrics}
         suites[suite] = SuiteSummary(

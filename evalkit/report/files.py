@@ -44,7 +44,7 @@ def to_json(summary: Summary, gates: Sequence[GateResult], meta: Mapping[str, An
         suites[suite] = {
             "title": s.layout.title,
             "template": s.template,
-            "stratified_by": s.layout.cluster_title if s.layout.clustered else None,
+            "stratified_by": s.layout.cluster_title if s.layout.stratified else None,
             "counts": {v: {**clean(c), "failed": c.failed} for v, c in s.counts.items()},
             "scores": {v: _figures_json(f) for v, f in s.scores.items()},
             "macro": clean(s.macro),

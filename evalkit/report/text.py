@@ -159,7 +159,7 @@ def _test_names(summary: Summary, suite: str) -> str:
 def suite_caption(summary: Summary, suite: str) -> str:
     level = f"{100 * summary.confidence:g}%"
     layout = summary.suites[suite].layout
-    stratified = f" stratified by {layout.cluster_title}" if layout.clustered else ""
+    stratified = f" stratified by {layout.cluster_title}" if layout.stratified else ""
     caption = f"score with {level} CI{stratified}"
     if summary.suites[suite].deltas:
         caption += f"; Δ = paired difference on the same items, {level} CI, p from {_test_names(summary, suite)}"

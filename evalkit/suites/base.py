@@ -3,7 +3,7 @@
 A suite says how it loads its examples (respecting its settings), each example's id, group, cluster and
 sampling stratum, its data checksum, its prompt template, the inference request it needs (greedy
 generation with stop strings, or the log-likelihood of each answer choice), the metric that scores one
-example, how its figures are laid out (group titles and order, clustered or not, its role in the
+example, how its figures are laid out (group titles and order, stratified or not, its role in the
 trade-off), its pytest markers, and what in an adapter's training makes its figures not held out.
 
 Settings become command-line options named after the suite (``--spider-sample``, ``--mmlu-shots``), with

@@ -75,7 +75,7 @@ def read_questions(path: Path) -> list[dict[str, Any]]:
 
 
 class ChoiceFileSuite(Suite):
-    """One suite per ``--suite NAME=PATH``; figures grouped and (with 2+ subjects) clustered by subject."""
+    """One suite per ``--suite NAME=PATH``; figures grouped and (with 2+ subjects) stratified by subject."""
 
     request = LogLikelihoods()
 
@@ -89,7 +89,7 @@ class ChoiceFileSuite(Suite):
         self.questions = read_questions(path)
         subjects = sorted({q["subject"] or "all" for q in self.questions})
         self.layout = Layout(title=f"{name} accuracy", group_title="subject", cluster_title="subject",
-                             groups=tuple(subjects), clustered=len(subjects) > 1, choices=True)
+                             groups=tuple(subjects), stratified=len(subjects) > 1, choices=True)
 
     @property
     def template(self) -> str:

@@ -23,14 +23,14 @@ CLOZE_METRICS = ("acc_norm", "acc")
 
 
 class MMLUSuite(Suite):
-    """The 57 subjects' test questions, grouped by category, clustered by subject, in the harness's format.
+    """The 57 subjects' test questions, grouped by category, stratified by subject, in the harness's format.
 
-    Figures and deltas are clustered by subject (questions of one subject share a source).
+    Figures and deltas are stratified by subject (the subjects are fixed, not a sample of subjects).
     """
 
     name = "mmlu"
     layout = Layout(title="MMLU accuracy", group_title="category", cluster_title="subject",
-                    groups=tuple(CATEGORY_LABELS), group_labels=CATEGORY_LABELS, clustered=True, choices=True,
+                    groups=tuple(CATEGORY_LABELS), group_labels=CATEGORY_LABELS, stratified=True, choices=True,
                     chance_fix="score the answer text with --mmlu-format=cloze, or use a larger model")
     settings = (
         Setting("shots", "MMLU dev shots per prompt, 0-5", "5"),

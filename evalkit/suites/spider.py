@@ -17,13 +17,13 @@ TEMPLATES = ("spider-chat", "spider-fewshot")
 class SpiderSuite(Suite):
     """Spider dev (or train) questions, grouped by official hardness, one cluster per database.
 
-    Deltas are not clustered: McNemar's exact test on the questions, as is usual for Spider. An example
+    Deltas are not stratified: McNemar's exact test on the questions, as is usual for Spider. An example
     whose database file is missing is collected as skipped with that reason, never scored 0.
     """
 
     name = "spider"
     layout = Layout(title="Spider execution accuracy", group_title="hardness", cluster_title="database",
-                    groups=LEVELS, clustered=False, role="target", metrics=("em",))
+                    groups=LEVELS, stratified=False, role="target", metrics=("em",))
     settings = (
         Setting("split", "Spider split: dev or train", "dev"),
         Setting("template", f"Spider prompt template ({', '.join(TEMPLATES)})", "spider-chat"),
