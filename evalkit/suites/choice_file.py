@@ -3,7 +3,7 @@ on your own data. ``--suite mydomain=path/to/questions.jsonl`` adds the suite ``
 
 Each line is one JSON object: ``question`` (text), ``choices`` (a list of 2 to 26 texts), ``answer`` (the
 0-based index of the right choice, or its letter "A", "B", ...), optionally ``subject`` (grouping and
-clustering, like an MMLU subject) and ``id``. Blank lines are ignored. The prompt is the harness's MMLU
+strata, like an MMLU subject) and ``id``. Blank lines are ignored. The prompt is the harness's MMLU
 format, zero-shot; the model is scored on the log-likelihood of each answer letter.
 """
 
@@ -25,13 +25,24 @@ FORMAT = ('{"question": "...", "choices": ["...", "..."], "answer": 0 (index) or
           '"id": "optional"}')
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused when a key repeats (json keeps the last value silently: a second "answer")."""
+    row = dict(pairs)
+    if len(row) < len(pairs):
+        repeated = sorted({key for key, _ in pairs if sum(k == key for k, _ in pairs) > 1})
+        raise ValueError(f"field(s) {', '.join(repeated)} given twice")
+    return row
+
+
 def _question(path: Path, number: int, line: str) -> dict[str, Any]:
     """One validated line; a DataError names the file, the line and the fix."""
     where = f"{path}, line {number}"
     try:
-        row = json.loads(line)
+        row = json.loads(line, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise DataError(f"{where}: not valid JSON ({exc.msg}). Fix: write one JSON object per line: {FORMAT}.") from exc
+    except ValueError as exc:
+        raise DataError(f"{where}: {exc}. Fix: give each field once: {FORMAT}.") from exc
     if not isinstance(row, dict):
         raise DataError(f"{where}: a {type(row).__name__}, not an object. Fix: write one object per line: {FORMAT}.")
     missing = [key for key in ("question", "choices", "answer") if key not in row]

@@ -380,6 +380,7 @@ def test_own_multiple_choice_suite_from_a_jsonl_file(project, data_dir, results_
     ('{"question": "Q?", "choices": ["a", "b"], "answer": 2}', "line 2: 'answer' 2 is not a choice of the 2 given"),
     ('{"question": "Q?", "choices": ["a", "b"]}', "line 2: missing field(s) answer"),
     ('{"question": "Q?", "choices": ["a", "b"], "answer": 0', "line 2: not valid JSON"),
+    ('{"question": "Q?", "choices": ["a", "b"], "answer": 0, "answer": 1}', "line 2: field(s) answer given twice"),
 ])
 def test_malformed_choice_file_is_one_usage_error(project, tmp_path, line, message):
     path = tmp_path / "bad.jsonl"
