@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +28,10 @@ FORMAT = ('{"question": "...", "choices": ["...", "..."], "answer": 0 (index) or
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """A JSON object, refused when a key repeats (json keeps the last value silently: a second "answer")."""
-    row = dict(pairs)
-    if len(row) < len(pairs):
-        repeated = sorted({key for key, _ in pairs if sum(k == key for k, _ in pairs) > 1})
+    repeated = sorted(key for key, count in Counter(key for key, _ in pairs).items() if count > 1)
+    if repeated:
         raise ValueError(f"field(s) {', '.join(repeated)} given twice")
-    return row
+    return dict(pairs)
 
 
 def _question(path: Path, number: int, line: str) -> dict[str, Any]:
