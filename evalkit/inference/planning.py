@@ -122,6 +122,20 @@ def release_memory() -> None:
         pass
 
 
+def adapt_to_out_of_memory(exc: BaseException, rows: int, tokens: int, limits: BatchLimits) -> None:
+    """After ``exc`` on a batch of ``rows`` rows: halve ``limits`` if it is an out-of-memory error that a
+    smaller batch may avoid; re-raise anything else, and an out-of-memory on a single row with the fix."""
+    if not (_is_out_of_memory(exc) or isinstance(exc, MemoryError)):
+        raise exc
+    release_memory()
+    if rows == 1:
+        raise EvalkitError(
+            f"Out of memory on a single request of {tokens} tokens. Fix: shorten the prompt, "
+            "use a smaller model or 4-bit loading, or run on a device with more memory."
+        ) from exc
+    limits.shrink(rows)
+
+
 def run_adaptive(items: Sequence[T], cost: Callable[[T], Cost], limits: BatchLimits,
                  run: Callable[[list[T]], R]) -> Iterator[R]:
     """Run ``items`` (sorted by decreasing cost) in batches within ``limits``; on out-of-memory, halve
@@ -133,15 +147,7 @@ def run_adaptive(items: Sequence[T], cost: Callable[[T], Cost], limits: BatchLim
         try:
             result = run(chunk)
         except (RuntimeError, MemoryError) as exc:
-            if not (_is_out_of_memory(exc) or isinstance(exc, MemoryError)):
-                raise
-            release_memory()
-            if count == 1:
-                raise EvalkitError(
-                    f"Out of memory on a single request of {cost(chunk[0]).tokens} tokens. Fix: shorten the prompt, "
-                    "use a smaller model or 4-bit loading, or run on a device with more memory."
-                ) from exc
-            limits.shrink(count)
+            adapt_to_out_of_memory(exc, count, cost(chunk[0]).tokens, limits)
             continue
         start += count
         yield result
