@@ -27,6 +27,7 @@ from evalkit.inference import ResultCache, choice_logprobs, generate
 from evalkit.models import attention
 from evalkit.inference import planning
 from evalkit.inference.planning import build_rows, plan_prefix_groups
+from evalkit.inference import kv_cache
 from evalkit.inference.kv_cache import ReservedLayer, reserve
 from evalkit.inference.tokens import encode_pairs
 from evalkit.models import LoadedModel
@@ -147,6 +148,49 @@ def test_generation_batched_equals_one_at_a_time_and_stops(embedded_model: Loade
         assert ";" not in cut and "." not in cut
         assert cut == full.split(";")[0].split(".")[0]
     assert sum(len(cut) < len(full) for full, cut in zip(batched, stopped)) >= 2
+
+
+def _dev_prompts(model: LoadedModel, per_database: dict[str, int]) -> list[str]:
+    """The first questions of each named dev database, as the Spider suite asks them."""
+    examples = load_spider("dev")
+    return [spider_chat_prompt(ex, model.tokenizer) for db, count in per_database.items()
+            for ex in [e for e in examples if e.db_id == db][:count]]
+
+
+def test_continuous_batching_gives_the_one_at_a_time_texts(embedded_model: LoadedModel,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Questions of three databases through a 3-row batch: each row that finishes makes room for the next
+    question, which joins the running batch (after another database's prefix too); every text is the text
+    the question gets alone."""
+    prompts = _dev_prompts(embedded_model, {"concert_singer": 3, "pets_1": 3, "car_1": 2})
+    joined: list[int] = []
+    join = kv_cache.join
+    monkeypatch.setattr(kv_cache, "join", lambda parts, room: joined.append(len(parts)) or join(parts, room))
+    continuous = generate(embedded_model, prompts, max_new_tokens=24, stop=[";"], batch_size=3, progress=False)
+    into_running = sum(parts > 1 for parts in joined)
+    single = generate(embedded_model, prompts, max_new_tokens=24, stop=[";"], batch_size=1, share_prefix=False,
+                      progress=False)
+    assert continuous == single
+    assert into_running >= 3  # questions joined a batch that was still decoding
+    assert len({len(text) for text in single}) > 3  # rows finished at different steps
+
+
+def test_out_of_memory_while_decoding_halves_the_batch_and_keeps_what_finished(
+        embedded_model: LoadedModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    prompts = _dev_prompts(embedded_model, {"concert_singer": 3, "pets_1": 3})
+    expected = generate(embedded_model, prompts, max_new_tokens=16, batch_size=4, progress=False)
+    forward, failures = embedded_model.model.forward, []
+
+    def fails_once_on_a_wide_step(*args: object, **kwargs: torch.Tensor) -> object:
+        ids = kwargs["input_ids"]
+        if ids.shape[1] == 1 and ids.shape[0] > 2 and not failures:  # a decoding step of 3+ rows
+            failures.append(ids.shape[0])
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(embedded_model.model, "forward", fails_once_on_a_wide_step)
+    assert generate(embedded_model, prompts, max_new_tokens=16, batch_size=4, progress=False) == expected
+    assert failures  # the failure happened, and the run went on with smaller batches
 
 
 def test_cpu_attention_equals_transformers_sdpa(embedded_model: LoadedModel, spider_prompts: list[str]) -> None:

@@ -9,6 +9,7 @@ from evalkit.errors import ConfigError, EvalkitError
 from evalkit.inference import _choices_per_context
 from evalkit.inference.planning import (UNLIMITED, BatchLimits, Cost, build_rows, group_cost, plan_prefix_groups,
                                        run_adaptive)
+from evalkit.inference.kv_cache import compaction
 from evalkit.inference.tokens import cut_at_stop
 
 
@@ -145,3 +146,11 @@ def test_vllm_scores_each_continuation_token_after_the_tokens_before_it() -> Non
     assert next_token_queries(encoded, [0, 1, 2, 3], window=8) == {
         (1, 2, 3): [(0, 10), (1, 11)], (1, 2): [(2, 7)], (1, 2, 7): [(2, 8)], (1, 2, 7, 8): [(2, 9)], (5,): [(3, 6)]}
     assert next_token_queries(encoded, [2], window=2) == {(1, 2): [(2, 7)], (2, 7): [(2, 8)], (7, 8): [(2, 9)]}
+
+
+def test_a_finished_row_is_replaced_by_a_row_from_beyond_the_kept_count() -> None:
+    """Keeping slots 0, 2, 3, 5 of six: slot 1 takes row 5; rows 0, 2, 3 stay where they are."""
+    assert compaction([0, 2, 3, 5]) == [0, 5, 2, 3]
+    assert compaction([0, 1, 2]) == [0, 1, 2]
+    assert compaction([4]) == [4]
+    assert compaction([1, 2]) == [2, 1]
