@@ -6,7 +6,7 @@
 ``compare`` decodes the dev questions of the given databases as the Spider suite asks them (compact
 schema, stop ``;``, 128 new tokens), alternately one batch at a time (what a model whose KV caches cannot
 be joined gets, and what every model got before) and continuously batched (finished rows make room for
-the next prompts), twice each in one process, and checks that the texts are identical. ``dev`` times
+the next prompts), one after the other in one process, and checks that the texts are identical. ``dev`` times
 greedy generation of every runnable dev question as the Spider suite asks it, model load excluded, with
 no result cache.
 """
@@ -30,7 +30,7 @@ def _compare(args: argparse.Namespace) -> None:
                if ex.db_id in wanted and database_path(ex.db_id) is not None]
     joinable = kv_cache.joinable
     texts: dict[str, list[str]] = {}
-    for mode in ("one batch at a time", "continuous") * 2:
+    for mode in ("one batch at a time", "continuous"):
         # The decoder asks at each call whether caches can be joined, so this switches the mode for the run.
         kv_cache.joinable = joinable if mode == "continuous" else (lambda _config: False)
         started = time.perf_counter()

@@ -107,10 +107,11 @@ def joinable(config: Any) -> bool:
 def join(parts: Sequence[tuple[Any, int]], room: int) -> Any:
     """One cache holding the rows of ``parts`` (a filled cache, and the first of its positions to keep),
     right-aligned at the longest kept length, with ``room`` positions after. The first part's cache
-    object is reused (its layers replaced); the others are left as they were."""
+    object is reused, its layers replaced one at a time, so that while joining a running batch into a
+    new one the process holds one extra layer, not a second cache; the other parts are left as they were."""
     length = max(cache.layers[0].keys.shape[-2] - start for cache, start in parts)
     first = parts[0][0]
-    first.layers = [ReservedLayer.holding([(cache.layers[i].keys[:, :, start:], cache.layers[i].values[:, :, start:])
-                                           for cache, start in parts], length, room)
-                    for i in range(len(first.layers))]
+    for i in range(len(first.layers)):
+        kept = [(cache.layers[i].keys[:, :, start:], cache.layers[i].values[:, :, start:]) for cache, start in parts]
+        first.layers[i] = ReservedLayer.holding(kept, length, room)
     return first
