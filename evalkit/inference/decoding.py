@@ -8,7 +8,8 @@ prefix cache) and join the running batch (:func:`~evalkit.inference.kv_cache.joi
 
 Why: on a CPU one decoding step costs a fixed ~100 ms (the weights stream through the cores once per
 step) plus ~3 ms a row, so a batch that runs until its longest row ends spends most of its steps on a
-few rows. Keeping the batch full cut the base model's Spider dev decoding by a third (docs/benchmarks.md).
+few rows. Keeping the batch full took the base model's 972 Spider dev questions from 12 min 7 s to
+9 min 22 s (docs/benchmarks.md); on a few databases it gains nothing.
 Models whose caches cannot be joined (sliding-window layers) decode one batch at a time, as before.
 """
 
