@@ -98,10 +98,6 @@ class RunConfig:
     vllm_args: tuple[tuple[str, Any], ...] = ()  # (key, value) pairs for vllm.LLM
 
     @property
-    def suite_map(self) -> dict[str, Suite]:
-        return {s.name: s for s in self.suites}
-
-    @property
     def templates(self) -> dict[str, str]:
         return {s.name: s.template for s in self.suites}
 
