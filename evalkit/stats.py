@@ -39,12 +39,19 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
-from scipy import stats as sps
 
 Direction = Literal[">=", "<="]
+
+
+def _sps() -> Any:
+    """``scipy.stats``, imported at first use: the plugin imports this module in every pytest session of an
+    environment where tradeoff is installed, and importing scipy.stats takes about a second."""
+    from scipy import stats
+
+    return stats
 
 
 @dataclass(frozen=True)
@@ -137,7 +144,7 @@ def _plain_se(array: np.ndarray) -> tuple[float, float, float]:
 
 
 def _t_quantile(confidence: float, df: float) -> float:
-    return float(sps.t.ppf(0.5 + confidence / 2, df)) if df > 0 else math.nan
+    return float(_sps().t.ppf(0.5 + confidence / 2, df)) if df > 0 else math.nan
 
 
 def _check_confidence(confidence: float) -> None:
@@ -219,14 +226,14 @@ def paired_delta(
     b = int(np.sum((base_a == 1) & (other_a == 0)))
     c = int(np.sum((base_a == 0) & (other_a == 1)))
     center, se_adjusted = _agresti_min(b, c, base_a.size)
-    z = float(sps.norm.ppf(0.5 + confidence / 2))
+    z = float(_sps().norm.ppf(0.5 + confidence / 2))
     if codes is None:
         test, df, se = "exact McNemar", None, se_adjusted
         lo, hi = center - z * se_adjusted, center + z * se_adjusted
-        p_value = float(sps.binomtest(c, b + c, 0.5).pvalue) if b + c else 1.0
+        p_value = float(_sps().binomtest(c, b + c, 0.5).pvalue) if b + c else 1.0
     else:  # the interval is the union of both, so the p-value is the larger of both tests'
         test = t_test
-        p_value = max(_two_sided_t_p(delta, se, df), float(2 * sps.norm.sf(abs(center) / se_adjusted)))
+        p_value = max(_two_sided_t_p(delta, se, df), float(2 * _sps().norm.sf(abs(center) / se_adjusted)))
         lo, hi = min(lo, center - z * se_adjusted), max(hi, center + z * se_adjusted)
     # A difference of two proportions lies in [-1, 1].
     return PairedDelta(delta, se, max(-1.0, lo), min(1.0, hi), base_a.size, n_strata, p_value, b, c, test, df,
@@ -245,7 +252,7 @@ def _two_sided_t_p(estimate: float, se: float, df: float) -> float:
         return math.nan
     if se == 0:
         return 1.0 if estimate == 0 else 0.0
-    return float(2 * sps.t.sf(abs(estimate) / se, df))
+    return float(2 * _sps().t.sf(abs(estimate) / se, df))
 
 
 def violation_p_value(figure: Estimate | PairedDelta, threshold: float, direction: Direction) -> float:
@@ -267,12 +274,15 @@ def violation_p_value(figure: Estimate | PairedDelta, threshold: float, directio
     adjusted = None
     if isinstance(figure, PairedDelta) and figure.adjusted is not None:
         center, se_adjusted = figure.adjusted
-        adjusted = float(sps.norm.cdf(sign * (center - threshold) / se_adjusted))
+        adjusted = float(_sps().norm.cdf(sign * (center - threshold) / se_adjusted))
         if figure.n_strata is None:
             return adjusted
     if math.isnan(figure.se):
         return math.nan
-    p = (0.0 if violated else 1.0) if figure.se == 0 else float(sps.t.cdf(sign * (point - threshold) / figure.se, figure.df))
+    if figure.se == 0:
+        p = 0.0 if violated else 1.0
+    else:
+        p = float(_sps().t.cdf(sign * (point - threshold) / figure.se, figure.df))
     if isinstance(figure, Estimate) and figure.wilson_floor:  # a union of two intervals: both must show it
         return max(p, _wilson_violation_p(point, threshold, figure.n, sign, violated))
     return p if adjusted is None else max(p, adjusted)
@@ -282,7 +292,7 @@ def _wilson_violation_p(point: float, threshold: float, n: int, sign: float, vio
     """The one-sided score test that the Wilson interval inverts."""
     if not 0 < threshold < 1:  # a proportion cannot sit strictly beyond 0 or 1
         return 0.0 if violated else 1.0
-    return float(sps.norm.cdf(sign * (point - threshold) / math.sqrt(threshold * (1 - threshold) / n)))
+    return float(_sps().norm.cdf(sign * (point - threshold) / math.sqrt(threshold * (1 - threshold) / n)))
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
@@ -314,5 +324,5 @@ def minimal_detectable_effect(se: float, df: float | None = None, confidence: fl
     _check_confidence(confidence)
     if not 0 < power < 1:
         raise ValueError(f"power must be between 0 and 1 (e.g. 0.8), got {power}.")
-    dist = sps.norm if df is None else sps.t(df)
+    dist = _sps().norm if df is None else _sps().t(df)
     return float((dist.ppf(0.5 + confidence / 2) + dist.ppf(power)) * se)
