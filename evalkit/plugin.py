@@ -33,6 +33,7 @@ from evalkit.runtime import EvalItem, Runtime
 from evalkit.suites import REGISTRY
 from evalkit.summary import CaseRecord, Summary
 
+DEEPEVAL_RUN_TESTS = 1000  # above this many tests `deepeval test run` is several times slower than pytest
 RECORD_KEY = pytest.StashKey["CaseRecord"]()
 STATE_KEY = pytest.StashKey["State"]()
 
@@ -226,6 +227,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError(state.usage_error)
     items.clear()
     config.workeroutput["tradeoff_usage_error"] = state.usage_error
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Warn before a long ``deepeval test run``: its cost grows with the square of the number of tests."""
+    from deepeval.utils import get_is_running_deepeval
+
+    count = sum(eval_item_of(item) is not None for item in session.items)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if count > DEEPEVAL_RUN_TESTS and get_is_running_deepeval() and reporter is not None:
+        reporter.write_line(
+            f"tradeoff WARNING: {count} evaluation tests under `deepeval test run`, which reads and rewrites its "
+            f"whole test-run file after every test, so each test costs more than the last (1,026 MMLU tests "
+            f"with every result cached: 6 min 32 s, against 68 s under pytest; a full MMLU run would spend "
+            f"hours there). Fix: run the same command as `pytest ...` (the same tests, gates, report and "
+            f"exit status), or select fewer tests.", yellow=True)
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -113,7 +113,7 @@ def extract_answer(text: str, choices: Sequence[str] | None = None) -> Extractio
 
 def mmlu_test_case(
     question: MMLUQuestion,
-    prompt: str,
+    text: str,
     *,
     logprobs: Sequence[float] | None = None,
     output: str | None = None,
@@ -122,14 +122,14 @@ def mmlu_test_case(
 ) -> LLMTestCase:
     """The DeepEval test case for one MMLU question (see :func:`choice_test_case`); ``cloze`` when the
     log-likelihoods are of the answer texts (the lengths for ``acc_norm`` are then recorded)."""
-    return choice_test_case(question.id, prompt, question.answer, question.choices, logprobs=logprobs, output=output,
+    return choice_test_case(question.id, text, question.answer, question.choices, logprobs=logprobs, output=output,
                             template=template, subject=question.subject, category=question.category,
                             lengths=[len(c) for c in question.choices] if cloze else None)
 
 
 def choice_test_case(
     case_id: str,
-    prompt: str,
+    text: str,
     answer: str,
     choices: Sequence[str],
     *,
@@ -140,15 +140,19 @@ def choice_test_case(
     category: str | None = None,
     lengths: Sequence[int] | None = None,
 ) -> LLMTestCase:
-    """The DeepEval test case for one multiple-choice question: the prompt as input, the gold letter as
-    expected output, and in metadata what the metric and the reports need (log-probs, choices, subject)."""
+    """The DeepEval test case for one multiple-choice question: ``text`` as input, the gold letter as
+    expected output, and in metadata what the metric and the reports need (log-probs, choices, subject).
+
+    The suites pass the question with its lettered choices, not the model's whole prompt (that one is in
+    the tradeoff record): ``deepeval test run`` rewrites its whole test-run file after every test, and
+    five solved questions repeated in every case made that file, and each rewrite, about four times larger."""
     metadata: dict[str, Any] = {"id": case_id, "subject": subject, "category": category, "answer": answer,
                                 "choices": list(choices), "template": template}
     if logprobs is not None:
         metadata["logprobs"] = [float(x) for x in logprobs]
     if lengths is not None:
         metadata["lengths"] = [int(x) for x in lengths]
-    return LLMTestCase(input=prompt, actual_output=output, expected_output=answer, metadata=metadata, name=case_id)
+    return LLMTestCase(input=text, actual_output=output, expected_output=answer, metadata=metadata, name=case_id)
 
 
 def _where(test_case: LLMTestCase) -> str:

@@ -130,13 +130,14 @@ class ChoiceFileSuite(Suite):
         from evalkit.prompts import lettered_question
 
         q = example.data
-        case = choice_test_case(f"{self.name}-{q['id']}", prompt, q["answer"], q["choices"], logprobs=output,
+        question = lettered_question(q["question"].strip(), q["choices"])
+        case = choice_test_case(f"{self.name}-{q['id']}", question, q["answer"], q["choices"], logprobs=output,
                                 template=self.template, subject=q["subject"])
         metric = MMLUAccuracy()
         metric.measure(case)
         return Scored(case, metric, "scored", dict(outcome=metric.outcome, extracted=metric.predicted,
                                                    expected=metric.gold, logprobs=tuple(metric.logprobs),
-                                                   input=lettered_question(q["question"].strip(), q["choices"])))
+                                                   input=question))
 
 
 def parse_suite_spec(spec: str) -> ChoiceFileSuite:

@@ -108,12 +108,12 @@ class MMLUSuite(Suite):
         from evalkit.prompts import lettered_question
 
         cloze = self.format == "cloze"
-        case = mmlu_test_case(example.data, prompt, logprobs=output, template=self.template, cloze=cloze)
+        question = lettered_question(example.data.question.strip(), example.data.choices)
+        case = mmlu_test_case(example.data, question, logprobs=output, template=self.template, cloze=cloze)
         metric = MMLUAccuracy(by=self.cloze_metric if cloze else "acc")
         metric.measure(case)
         fields: dict[str, Any] = dict(outcome=metric.outcome, extracted=metric.predicted, expected=metric.gold,
-                                      logprobs=tuple(metric.logprobs),
-                                      input=lettered_question(example.data.question.strip(), example.data.choices))
+                                      logprobs=tuple(metric.logprobs), input=question)
         if cloze:
             predictions = metric.predictions or {}
             fields["secondary"] = {rule: float(letter == metric.gold) for rule, letter in predictions.items()}
