@@ -239,7 +239,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         reporter.write_line(
             f"tradeoff WARNING: {count} evaluation tests under `deepeval test run`, which reads and rewrites its "
             f"whole test-run file after every test, so each test costs more than the last (1,026 MMLU tests "
-            f"with every result cached: 6 min 32 s, against 68 s under pytest; a full MMLU run would spend "
+            f"with every result cached: 5 min 28 s, against 60 s under pytest; a full MMLU run would spend "
             f"hours there). Fix: run the same command as `pytest ...` (the same tests, gates, report and "
             f"exit status), or select fewer tests.", yellow=True)
 

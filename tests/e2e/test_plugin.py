@@ -396,3 +396,18 @@ def test_an_eval_test_that_does_not_measure_is_an_error(project, data_dir, resul
     assert run_.result.parseoutcomes().get("failed") == len(MMLU_SUBJECTS) * MMLU_PER_SUBJECT, run_.out
     assert "passed without measuring its example" in run_.out
     assert run_.json["suites"]["mmlu"]["counts"]["base"]["errors"] == len(MMLU_SUBJECTS) * MMLU_PER_SUBJECT
+
+
+@pytest.mark.parametrize(("runner", "sample", "warned"), [("deepeval", "18", True), ("deepeval", "5", False),
+                                                          ("pytest", "18", False)])
+def test_a_long_deepeval_test_run_is_warned_about(project, data_dir, runner, sample, warned):
+    """`deepeval test run` rewrites its whole test-run file after each test: over 1,000 tests (57 subjects x
+    18 questions = 1,026; x 5 = 285) it says so before the first test, and plain pytest never does."""
+    command = [str(Path(sys.executable).parent / "deepeval"), "test", "run"] if runner == "deepeval" else \
+        [sys.executable, "-m", "pytest"]
+    done = subprocess.run([*command, "test_eval.py", "--co", "-q", f"--data-dir={data_dir}", "--suites=mmlu",
+                           f"--mmlu-sample={sample}"], cwd=project.path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    warning = "tradeoff WARNING: 1026 evaluation tests under `deepeval test run`"
+    assert (warning in done.stdout) is warned
+    assert ("Fix: run the same command as `pytest ...`" in done.stdout) is warned
