@@ -145,7 +145,7 @@ def choice_test_case(
 
     The suites pass the question with its lettered choices, not the model's whole prompt (that one is in
     the tradeoff record): ``deepeval test run`` rewrites its whole test-run file after every test, and
-    five solved questions repeated in every case made that file, and each rewrite, about four times larger."""
+    five solved questions repeated in every case made that file, and each rewrite, about three times larger."""
     metadata: dict[str, Any] = {"id": case_id, "subject": subject, "category": category, "answer": answer,
                                 "choices": list(choices), "template": template}
     if logprobs is not None:
