@@ -238,10 +238,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if count > DEEPEVAL_RUN_TESTS and get_is_running_deepeval() and reporter is not None:
         reporter.write_line(
             f"tradeoff WARNING: {count} evaluation tests under `deepeval test run`, which reads and rewrites its "
-            f"whole test-run file after every test, so each test costs more than the last (1,026 MMLU tests "
-            f"with every result cached: 5 min 28 s, against 60 s under pytest; a full MMLU run would spend "
-            f"hours there). Fix: run the same command as `pytest ...` (the same tests, gates, report and "
-            f"exit status), or select fewer tests.", yellow=True)
+            f"whole test-run file after every test, so each test costs more than the last: several times "
+            f"slower than pytest at this size, hours for a full MMLU run (docs/benchmarks.md). Fix: run the same "
+            f"command as `pytest ...` (the same tests, gates, report and exit status), or select fewer tests.",
+            yellow=True)
 
 
 @pytest.hookimpl(optionalhook=True)
