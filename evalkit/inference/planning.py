@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes
 import functools
 import gc
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
@@ -25,7 +24,6 @@ MIN_SHARED_PREFIX = 64  # tokens; below this a shared prefix saves less than its
 MIN_NESTED_SAVING = 32  # token positions a nested prefix must save (rows sharing it - 1, times its length)
 MIN_NESTED_STEP = 8  # tokens a nested prefix must add to its parent's
 TOKENIZE_CHUNK = 512  # requests tokenised at a time (see score_rows)
-TRIM_INTERVAL = 1.0  # seconds of batches between heap trims (see run_adaptive); a trim costs ~30 ms
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -118,12 +116,6 @@ def release_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    trim_heap()
-
-
-def trim_heap() -> None:
-    """Return the heap's free pages to the operating system (glibc's ``malloc_trim``; ~30 ms on a scoring
-    process's heap). Cheaper than :func:`release_memory`: no garbage collection."""
     try:
         ctypes.CDLL(None).malloc_trim(0)
     except (AttributeError, OSError):  # not glibc (macOS, musl): nothing to trim
@@ -147,10 +139,8 @@ def adapt_to_out_of_memory(exc: BaseException, rows: int, tokens: int, limits: B
 def run_adaptive(items: Sequence[T], cost: Callable[[T], Cost], limits: BatchLimits,
                  run: Callable[[list[T]], R]) -> Iterator[R]:
     """Run ``items`` (sorted by decreasing cost) in batches within ``limits``; on out-of-memory, halve
-    the limits and retry the same items, so a long run adapts instead of dying. The heap is trimmed
-    every :data:`TRIM_INTERVAL` seconds: batches of many widths fragment it, and one MMLU subject runs
-    hundreds of them (docs/benchmarks.md#memory)."""
-    start, trimmed = 0, time.monotonic()
+    the limits and retry the same items, so a long run adapts instead of dying."""
+    start = 0
     while start < len(items):
         count = limits.rows_for([cost(item) for item in items[start:start + limits.max_rows]])
         chunk = list(items[start:start + count])
@@ -160,9 +150,6 @@ def run_adaptive(items: Sequence[T], cost: Callable[[T], Cost], limits: BatchLim
             adapt_to_out_of_memory(exc, count, cost(chunk[0]).tokens, limits)
             continue
         start += count
-        if time.monotonic() - trimmed >= TRIM_INTERVAL:
-            trim_heap()
-            trimmed = time.monotonic()
         yield result
 
 
