@@ -1,7 +1,7 @@
 """Spider decoding speed: continuous batching against one batch at a time, or a whole dev set for one variant.
 
     python benchmarks/bench_decode.py compare [--databases concert_singer,pets_1,poker_player,orchestra]
-    python benchmarks/bench_decode.py dev [--adapter runs/smollm2-135m-cpu/final] [--schema create]
+    python benchmarks/bench_decode.py dev [--adapter runs/smollm2-135m-cpu/final] [--schema create] [--dtype bfloat16]
 
 ``compare`` decodes the dev questions of the given databases as the Spider suite asks them (compact
 schema, stop ``;``, 128 new tokens), alternately one batch at a time (what a model whose KV caches cannot
@@ -19,7 +19,7 @@ import time
 from evalkit.inference import kv_cache
 from evalkit.data.spider import database_path, load_spider
 from evalkit.inference import generate
-from evalkit.models import load_model
+from evalkit.models import DTYPES, load_model
 from evalkit.prompts import spider_chat_prompt
 
 
@@ -42,12 +42,12 @@ def _compare(args: argparse.Namespace) -> None:
 
 
 def _dev(args: argparse.Namespace) -> None:
-    model = load_model(adapter=args.adapter)
+    model = load_model(adapter=args.adapter, dtype=args.dtype)
     examples = [ex for ex in load_spider("dev") if database_path(ex.db_id) is not None]
     prompts = [spider_chat_prompt(ex, model.tokenizer, schema=args.schema) for ex in examples]
     started = time.perf_counter()
     generate(model, prompts, max_new_tokens=128, stop=[";"], progress="spider dev")
-    print(f"{args.adapter or 'base'}, {args.schema} schema: {len(prompts)} dev questions in "
+    print(f"{args.adapter or 'base'}, {args.schema} schema, {model.describe()['dtype']}: {len(prompts)} dev questions in "
           f"{time.perf_counter() - started:.1f} s")
 
 
@@ -58,6 +58,7 @@ def main() -> None:
                         help="compare: dev databases whose questions are decoded")
     parser.add_argument("--schema", default="compact", choices=("compact", "create"), help="dev: schema form (the suite default is create)")
     parser.add_argument("--adapter", default=None, help="dev: a LoRA adapter folder (default: the base model)")
+    parser.add_argument("--dtype", default="auto", choices=DTYPES, help="dev: the dtype to run in")
     args = parser.parse_args()
     (_compare if args.mode == "compare" else _dev)(args)
 
