@@ -114,6 +114,27 @@ def test_a_group_of_alike_questions_runs_in_parts_within_the_limits(embedded_mod
     assert max(rows_per_forward) <= 2, rows_per_forward
 
 
+
+def test_a_subject_too_large_for_one_forward_runs_its_shots_once(embedded_model: LoadedModel,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """management's questions all start differently after the shots, so nothing nests inside the subject:
+    cut into parts to fit the limits, the subject must still compute its five shots once, not per part."""
+    monkeypatch.setitem(planning.AUTO_LIMITS, ("cpu", "score"), (8, 1200, 128 << 20))  # two 5-shot rows
+    prompts = _mmlu_prompts(["management"], 8, shots=5)
+    rows = build_rows(encode_pairs(embedded_model.tokenizer, [(p, " A") for p in prompts]), 8192)
+    ((shots, members),) = [g for g in plan_prefix_groups(rows) if g[0]]
+    assert len(members) == 8 and not planning.plan_nested(members, shots, shots)[0]  # no question nests
+    lengths: list[int] = []
+    hook = embedded_model.model.register_forward_pre_hook(
+        lambda _m, _a, kwargs: lengths.append(kwargs["input_ids"].shape[1]), with_kwargs=True)
+    try:
+        shared = choice_logprobs(embedded_model, prompts, LETTERS, progress=False)
+    finally:
+        hook.remove()
+    full = choice_logprobs(embedded_model, prompts, LETTERS, batch_size=1, share_prefix=False, progress=False)
+    assert max(abs(a - b) for x, y in zip(full, shared) for a, b in zip(x, y)) < 1e-4
+    assert sum(length >= shots for length in lengths) == 1, (shots, lengths)  # once, then each part's questions
+
 @pytest.mark.parametrize("shots", [0, 5])
 def test_nested_prefix_reuse_equals_full_computation_on_cloze_prompts(embedded_model: LoadedModel, shots: int) -> None:
     """Cloze: the four answer texts of a question share the whole prompt (nested in the subject's shots)."""
