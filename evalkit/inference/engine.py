@@ -110,24 +110,25 @@ def _nested_batches(model: LoadedModel, rows: list[Row], prefix_len: int, cache:
                     ) -> Iterator[list[tuple[int, float]]]:
     """Score rows that share ``prefix_len`` tokens (in ``cache``), reusing nested prefixes: rows that share
     more (the subject's shots, then the four answers of one cloze question) compute their common part once
-    (:func:`plan_nested`). A group that nests further, or that is too large for one forward (a subject
-    whose questions all start differently), gets its own cache and recursion: batched as parts, it would
-    recompute its common part for every part. Small groups that do not nest (one question's answers) are
-    batched together (:func:`_score_groups`). Log-likelihoods only: for generation, smaller groups would
-    mean smaller decoding batches."""
+    (:func:`plan_nested`). A group that nests further, or that is cut into several parts of several rows
+    each (a subject whose questions all start differently), gets its own cache and recursion: batched as
+    parts, it would recompute its common part for every part. Other groups (one question's answers; long
+    questions sharing a passage, one row per part) are batched together (:func:`_score_groups`): a cache
+    of their own would hold one more copy of the shared part beside each row's (docs/benchmarks.md#memory).
+    Log-likelihoods only: for generation, smaller groups would mean smaller decoding batches."""
     worth, alone = plan or plan_nested(rows, prefix_len, prefix_len)
     leaves: list[tuple[int, list[Row]]] = []
     for shared, members in worth:
         inner = plan_nested(members, shared, shared)
         parts = limits.split(members)
-        if inner[0] or len(parts) > 1:  # its own cache; a plan it nests is passed down, not made twice
+        if inner[0] or (len(parts) > 1 and len(parts[0]) > 1):  # its own cache; a nested plan is passed down
             extended = prefix_cache(model, members[0].tokens[prefix_len:shared], cache, prefix_len)
             yield from _nested_batches(model, members, shared, extended, limits, inner)
             if len(members) >= RELEASE_AFTER_ROWS:  # a subject done: its freed caches go back to the OS
                 del extended
                 release_memory()
         else:
-            leaves.append((shared, members))
+            leaves.extend((shared, part) for part in parts)
     # A leaf group costs the padded length of all its rows (their KV caches are copies); the row limit
     # counts groups here, so a batch holds up to four times as many rows as a plain batch on CPU.
     leaves.sort(key=lambda g: -group_cost(g[1]).tokens)

@@ -43,9 +43,9 @@ def cpu_has_native_bf16() -> bool:
 def pick_dtype(device: str, requested: str = "auto") -> Any:
     """The torch dtype to run in: ``requested`` when given; ``auto`` is bf16 on CUDA (fp16 where bf16 is
     unsupported) and fp32 on a CPU. bf16 on a CPU is faster only with native bf16
-    (:func:`cpu_has_native_bf16`), and it is not the default there either: on the embedded model it
-    changed 2 of 20 MMLU letter answers and 2 of 24 Spider verdicts (docs/benchmarks.md), short of the
-    99% per-question agreement a default must keep. ``--dtype bfloat16`` opts in."""
+    (:func:`cpu_has_native_bf16`), and it is not the default there either: on the embedded model, with
+    native bf16, it changed 21 of 285 MMLU letter answers and 4 of 25 Spider verdicts (docs/benchmarks.md),
+    short of the 99% per-question agreement a default must keep. ``--dtype bfloat16`` opts in."""
     import torch
 
     if requested not in DTYPES:
