@@ -96,23 +96,28 @@ def test_prefix_reuse_equals_full_computation_on_real_mmlu_prompts(embedded_mode
     assert all(-20 < v < 0 for row in full for v in row)
 
 
+def _shapes_of_exact_forwards(model: LoadedModel, prompts: list[str]) -> list[tuple[int, int]]:
+    """The (rows, tokens) of each forward that scoring the letters of ``prompts`` ran, checked to give the
+    full computation's scores."""
+    shapes: list[tuple[int, int]] = []
+    hook = model.model.register_forward_pre_hook(
+        lambda _m, _a, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
+    try:
+        shared = choice_logprobs(model, prompts, LETTERS, progress=False)
+    finally:
+        hook.remove()
+    full = choice_logprobs(model, prompts, LETTERS, batch_size=1, share_prefix=False, progress=False)
+    assert max(abs(a - b) for x, y in zip(full, shared) for a, b in zip(x, y)) < 1e-4
+    return shapes
+
+
 def test_a_group_of_alike_questions_runs_in_parts_within_the_limits(embedded_model: LoadedModel,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """global_facts' "As of 2019, about what percentage..." questions share their stem after the shots: the
     group they form must be cut to the batch limits (whole, such groups took 4 GB), with the same scores."""
     monkeypatch.setitem(planning.AUTO_LIMITS, ("cpu", "score"), (8, 1200, 128 << 20))  # two 5-shot rows
-    rows_per_forward: list[int] = []
-    hook = embedded_model.model.register_forward_pre_hook(
-        lambda _m, _a, kwargs: rows_per_forward.append(kwargs["input_ids"].shape[0]), with_kwargs=True)
-    prompts = _mmlu_prompts(["global_facts"], 20, shots=5)
-    try:
-        shared = choice_logprobs(embedded_model, prompts, LETTERS, progress=False)
-    finally:
-        hook.remove()
-    full = choice_logprobs(embedded_model, prompts, LETTERS, batch_size=1, share_prefix=False, progress=False)
-    assert max(abs(a - b) for x, y in zip(full, shared) for a, b in zip(x, y)) < 1e-4
-    assert max(rows_per_forward) <= 2, rows_per_forward
-
+    shapes = _shapes_of_exact_forwards(embedded_model, _mmlu_prompts(["global_facts"], 20, shots=5))
+    assert max(rows for rows, _ in shapes) <= 2, shapes
 
 
 def test_a_subject_too_large_for_one_forward_runs_its_shots_once(embedded_model: LoadedModel,
@@ -124,16 +129,9 @@ def test_a_subject_too_large_for_one_forward_runs_its_shots_once(embedded_model:
     rows = build_rows(encode_pairs(embedded_model.tokenizer, [(p, " A") for p in prompts]), 8192)
     ((shots, members),) = [g for g in plan_prefix_groups(rows) if g[0]]
     assert len(members) == 8 and not planning.plan_nested(members, shots, shots)[0]  # no question nests
-    lengths: list[int] = []
-    hook = embedded_model.model.register_forward_pre_hook(
-        lambda _m, _a, kwargs: lengths.append(kwargs["input_ids"].shape[1]), with_kwargs=True)
-    try:
-        shared = choice_logprobs(embedded_model, prompts, LETTERS, progress=False)
-    finally:
-        hook.remove()
-    full = choice_logprobs(embedded_model, prompts, LETTERS, batch_size=1, share_prefix=False, progress=False)
-    assert max(abs(a - b) for x, y in zip(full, shared) for a, b in zip(x, y)) < 1e-4
-    assert sum(length >= shots for length in lengths) == 1, (shots, lengths)  # once, then each part's questions
+    shapes = _shapes_of_exact_forwards(embedded_model, prompts)
+    assert sum(length >= shots for _, length in shapes) == 1, (shots, shapes)  # once, then each part's questions
+
 
 @pytest.mark.parametrize("shots", [0, 5])
 def test_nested_prefix_reuse_equals_full_computation_on_cloze_prompts(embedded_model: LoadedModel, shots: int) -> None:
