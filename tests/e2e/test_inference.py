@@ -198,6 +198,28 @@ def test_continuous_batching_gives_the_one_at_a_time_texts(embedded_model: Loade
     assert len({len(text) for text in single}) > 3  # rows finished at different steps
 
 
+def test_sliding_window_caches_decode_batch_by_batch_with_the_same_texts(embedded_model: LoadedModel,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model with sliding-window layers (Mistral, Gemma) gets caches that keep only their last positions,
+    which cannot be joined: its prompts decode one batch at a time. The embedded model given a window wider
+    than any prompt takes that path with real sliding-window caches and must write the texts it writes
+    with continuous batching."""
+    prompts = _dev_prompts(embedded_model, {"concert_singer": 2, "pets_1": 2, "car_1": 2})  # 3 rows fit two databases
+    continuous = generate(embedded_model, prompts, max_new_tokens=24, stop=[";"], batch_size=3, progress=False)
+    monkeypatch.setattr(embedded_model.model.config, "sliding_window", 4096, raising=False)
+    assert not kv_cache.joinable(embedded_model.model.config)
+    joined: list[int] = []
+    reserved: list[set[str]] = []
+    join, reserve_room = kv_cache.join, kv_cache.reserve
+    monkeypatch.setattr(kv_cache, "join", lambda parts, room: joined.append(len(parts)) or join(parts, room))
+    monkeypatch.setattr(kv_cache, "reserve", lambda cache, room: reserved.append(
+        {type(layer).__name__ for layer in cache.layers}) or reserve_room(cache, room))
+    windowed = generate(embedded_model, prompts, max_new_tokens=24, stop=[";"], batch_size=3, progress=False)
+    assert windowed == continuous
+    assert not joined and len(reserved) >= 2  # batch after batch, never joined
+    assert reserved[0] == {"DynamicSlidingWindowLayer"}  # kept as they are, not given reserved buffers
+
+
 def test_out_of_memory_while_decoding_halves_the_batch_and_keeps_what_finished(
         embedded_model: LoadedModel, monkeypatch: pytest.MonkeyPatch) -> None:
     prompts = _dev_prompts(embedded_model, {"concert_singer": 3, "pets_1": 3})
