@@ -50,6 +50,26 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[
 
 
 @pytest.mark.model
+def test_gradient_checkpointing_trains_the_same_adapter(tiny_run: tuple[Path, dict[str, Any]], tmp_path: Path,
+                                                        data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CPU config checkpoints gradients to save memory (docs/benchmarks.md#training); with no dropout
+    the recomputed activations are the ones it dropped, so the adapter must be the same bit for bit."""
+    import transformers.modeling_utils
+    from safetensors.torch import load_file
+
+    checkpointed_layers: list[int] = []
+    checkpoint = transformers.modeling_utils.checkpoint  # what transformers binds when checkpointing is enabled
+    monkeypatch.setattr(transformers.modeling_utils, "checkpoint",
+                        lambda *args, **kwargs: checkpointed_layers.append(1) or checkpoint(*args, **kwargs))
+    out, run = tiny_run
+    checkpointed = train(parse_config(tiny_config(tmp_path / "run", data_dir, gradient_checkpointing=True)), "tiny")
+    assert len(checkpointed_layers) >= 30  # the run did checkpoint (30 decoder layers a step)
+    assert [e["loss"] for e in checkpointed["train_loss"]] == [e["loss"] for e in run["train_loss"]]
+    plain, recomputed = (load_file(folder / "final" / "adapter_model.safetensors") for folder in (out, tmp_path / "run"))
+    assert plain.keys() == recomputed.keys() and all(plain[k].equal(recomputed[k]) for k in plain)
+
+
+@pytest.mark.model
 def test_cpu_run_writes_adapters_manifest_and_curve(tiny_run: tuple[Path, dict[str, Any]]) -> None:
     out, run = tiny_run
     for name in ("epoch-1", "epoch-2", "final"):
