@@ -60,6 +60,8 @@ def parse_gate(text: str, suites: Mapping[str, Collection[str]], variants: Colle
     if not match:
         raise ConfigError(f"Gate {text!r} cannot be read. Fix: write it as {_FORM}.")
     parts = match["path"].split(".")
+    if "" in parts:  # "spider..delta" would otherwise read as "spider.delta": a typo must not gate something else
+        raise ConfigError(f"Gate {text!r} has an empty part between dots. Fix: write it as {_FORM}.")
     bound = parts.pop() if len(parts) > 2 and parts[-1] in ("lo", "hi") else None
     if len(parts) < 2 or parts[-1] not in ("score", "delta"):
         raise ConfigError(f"Gate {text!r}: the figure must end in .score or .delta (optionally .lo/.hi). "

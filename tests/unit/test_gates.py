@@ -43,6 +43,8 @@ def test_parse_gate(text, expected):
     ("mmlu.score >= 30", "outside 0..1; thresholds are fractions"),
     ("mmlu.delta >= -2", "outside -1..1"),
     ("mmlu.delta >= high", "cannot be read"),
+    ("spider..delta >= 0", "empty part between dots"),
+    ("mmlu.stem..delta >= 0", "empty part between dots"),
 ])
 def test_parse_gate_rejects_with_the_form(text, message):
     with pytest.raises(ConfigError, match=message):
