@@ -16,9 +16,9 @@ from typing import Any
 from evalkit.errors import ConfigError
 from evalkit.gates import Gate, parse_gate
 from evalkit.models.resolve import DTYPES
-from evalkit.suites import REGISTRY, Suite, parse_suite_spec
+from evalkit.suites import FAMILIES, FAMILY_LAYOUTS, REGISTRY, Suite, parse_suite_spec
 from evalkit.suites.base import parse_count, parse_names
-from evalkit.summary import BASE
+from evalkit.summary import BASE, Layout
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,17 @@ class RunConfig:
         return {s.name: s.template for s in self.suites}
 
     @property
+    def layouts(self) -> dict[str, Layout]:
+        return {s.name: s.layout for s in self.suites}
+
+    @property
+    def families(self) -> dict[str, tuple[Layout, tuple[str, ...]]]:
+        """Each family with a suite in this run: its layout and its members in this run."""
+        names = {s.name for s in self.suites}
+        return {family: (FAMILY_LAYOUTS[family], present) for family, members in FAMILIES.items()
+                if (present := tuple(m for m in members if m in names))}
+
+    @property
     def run_variants(self) -> tuple[Variant, ...]:
         """The variants this session runs: the base comes from the baseline file when one is given."""
         return tuple(v for v in self.variants if not (v.name == BASE and self.baseline))
@@ -148,11 +159,19 @@ def _suites(raw: Mapping[str, Any], data_dir: Path) -> tuple[Suite, ...]:
     if clash:
         raise ConfigError(f"--suite {clash[0]}=...: {clash[0]!r} is a built-in suite. Fix: give your file another name.")
     available = [*REGISTRY, *(s.name for s in own)]
-    chosen = parse_names("--suites", raw["suites"]) or tuple(available)
-    unknown = sorted(set(chosen) - set(available))
+    named = parse_names("--suites", raw["suites"])
+    unknown = sorted(set(named) - set(available) - set(FAMILIES))
     if unknown:
-        raise ConfigError(f"--suites {raw['suites']!r}: use a comma-separated subset of {', '.join(available)} "
-                          "(add your own with --suite NAME=PATH).")
+        raise ConfigError(f"--suites {raw['suites']!r}: use a comma-separated subset of {', '.join(available)}, "
+                          f"or a family ({', '.join(FAMILIES)}) (add your own with --suite NAME=PATH).")
+    if named:
+        chosen = tuple(dict.fromkeys(m for name in named for m in FAMILIES.get(name, (name,))))
+        missing = [name for name in chosen if name in REGISTRY and not REGISTRY[name].available(data_dir)]
+        if missing:
+            raise ConfigError(f"--suites: no data for {', '.join(missing)} under {data_dir}. Fix: run `python -m "
+                              "evalkit.data fetch --from <folder holding it>` (e.g. ../shared/data), or pass --data-dir.")
+    else:  # every suite whose data is there: a folder with only Spider and MMLU runs those
+        chosen = tuple(name for name in available if name not in REGISTRY or REGISTRY[name].available(data_dir))
     built_in = {name: cls({s.name: raw.get(f"{name}_{s.name}") for s in cls.settings}, data_dir)
                 for name, cls in REGISTRY.items() if name in chosen}
     return tuple(built_in.get(name) or next(s for s in own if s.name == name) for name in chosen)
@@ -204,9 +223,11 @@ def parse_run_config(raw: Mapping[str, Any], data_dir: Path, results_cache: Path
     if baseline and save_baseline:
         raise ConfigError("--baseline and --save-baseline together: a run either reads the base model's results or "
                           "writes them. Fix: drop one.")
-    reserved = {name for s in suites for name in s.all_markers()} | set(REGISTRY)
+    reserved = {name for s in suites for name in s.all_markers()} | set(REGISTRY) | set(FAMILIES)
     variants = _variants(raw["adapter"], reserved)
-    gates = tuple(parse_gate(text, {s.name: s.layout.metrics for s in suites}, {v.name for v in variants}) for text in raw["gate"])
+    gated = {s.name: s.layout.metrics for s in suites}
+    gated |= {family: () for family, members in FAMILIES.items() if set(members) & set(gated)}
+    gates = tuple(parse_gate(text, gated, {v.name for v in variants}) for text in raw["gate"])
     if raw["dtype"] not in DTYPES:
         raise ConfigError(f"--dtype {raw['dtype']!r}: use one of {', '.join(DTYPES)}.")
     return RunConfig(

@@ -40,7 +40,7 @@ def finish(cfg: RunConfig, records: Sequence[CaseRecord], baseline: Sequence[Cas
     ran = {(r.suite, r.id) for r in rows}
     rows += [r for r in baseline if (r.suite, r.id) in ran]
     variants = [v.name for v in cfg.variants]
-    summary = summarize(rows, variants, {s.name: s.layout for s in cfg.suites}, cfg.templates, cfg.confidence)
+    summary = summarize(rows, variants, cfg.layouts, cfg.templates, cfg.confidence, cfg.families)
     outcome = Outcome(summary, evaluate_gates(cfg.gates, summary, cfg.gate_basis, cfg.gate_correction))
     meta = {
         "config": cfg.to_json(),

@@ -210,6 +210,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                          pytest.mark.xdist_group(f"{variant.name}-{suite.name}")]
                 if example.group in suite.all_markers():
                     marks.append(getattr(pytest.mark, example.group))
+                if suite.family:
+                    marks.append(getattr(pytest.mark, suite.family))
                 if item.skip_reason:
                     marks.append(pytest.mark.skip(reason=item.skip_reason))
                 params.append(pytest.param(item, id=item.test_id, marks=marks))

@@ -121,7 +121,7 @@ class Runtime:
             )
 
     def _infer(self, suite: Suite, variant: Variant) -> None:
-        from evalkit.inference import choice_logprobs, generate
+        from evalkit.inference import generate
 
         items = [i for i in self.selected()
                  if i.suite.name == suite.name and i.variant.name == variant.name and not i.skip_reason]
@@ -136,12 +136,25 @@ class Runtime:
                 results = generate(model, texts, max_new_tokens=self.cfg.max_new_tokens, stop=list(suite.request.stop),
                                    batch_size=self.cfg.batch_size, cache=self.cache, progress=label)
             else:
-                results = choice_logprobs(model, texts, [suite.continuations(i.example) for i in items],
-                                          batch_size=self.cfg.batch_size, cache=self.cache, progress=label)
+                results = self._loglikelihoods(model, [suite.requests(i.example, prompts[i.id]) for i in items], label)
         self.facts.append(("tradeoff-inference", {"suite": suite.name, "variant": variant.name, "prompts": len(texts),
                                                   "seconds": round(time.perf_counter() - started, 3)}))
         self.prompts[(suite.name, variant.name)] = prompts
         self.outputs[(suite.name, variant.name)] = dict(zip(prompts, results))
+
+    def _loglikelihoods(self, model: Any, requests: Sequence[Sequence[tuple[str, str]]], label: str) -> list[list[float]]:
+        """Each example's log-likelihoods, one per (context, continuation) request, in one engine call (so
+        contexts shared across examples, such as WinoGrande's sentence up to its blank, are computed once)."""
+        from evalkit.inference import choice_logprobs
+
+        flat = [pair for pairs in requests for pair in pairs]
+        scores = choice_logprobs(model, [context for context, _ in flat], [[continuation] for _, continuation in flat],
+                                 batch_size=self.cfg.batch_size, cache=self.cache, progress=label)
+        out, start = [], 0
+        for pairs in requests:
+            out.append([score for (score,) in scores[start:start + len(pairs)]])
+            start += len(pairs)
+        return out
 
     def _batch(self, item: EvalItem) -> tuple[str, str]:
         """Infer the item's batch on its first use, with the variant's other batches while its model is

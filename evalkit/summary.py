@@ -5,7 +5,8 @@ a baseline file) into a :class:`Summary`: for each suite, each variant's score o
 per cluster (micro: every example weighs the same), its macro score (mean of cluster scores), the counts
 of outcomes and, for multiple-choice suites, of predicted answer positions; and for each adapter its
 **paired** delta against the base on the examples both scored (:mod:`evalkit.stats`). A suite's
-:class:`Layout` says how: which groups in which order, and whether CIs are stratified by cluster.
+:class:`Layout` says how: which groups in which order, and whether CIs are stratified by cluster. A
+family of suites (the forgetting suites) is also summarised as one: the macro average of its members.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 
 from evalkit.changes import Changes, changes
 from evalkit.records import ALL, BASE, CaseRecord, Figures
-from evalkit.stats import Estimate, PairedDelta, macro_ci, mean_ci, paired_delta
+from evalkit.stats import Estimate, PairedDelta, macro_ci, macro_of, mean_ci, paired_delta
 
 __all__ = ["ALL", "BASE", "CaseRecord", "Counts", "Figures", "Layout", "Summary", "SuiteSummary", "sort_records",
            "summarize"]
@@ -208,8 +209,10 @@ def sort_records(records: Iterable[CaseRecord], variants: Sequence[str]) -> list
 
 
 def summarize(records: Iterable[CaseRecord], variants: Sequence[str], layouts: Mapping[str, Layout],
-              templates: Mapping[str, str], confidence: float = 0.95) -> Summary:
-    """Figures for every suite of ``layouts`` that has records; ``variants`` gives the order (the base first)."""
+              templates: Mapping[str, str], confidence: float = 0.95,
+              families: Mapping[str, tuple[Layout, Sequence[str]]] | None = None) -> Summary:
+    """Figures for every suite of ``layouts`` that has records; ``variants`` gives the order (the base first).
+    ``families`` (name -> layout and member suites) adds each family's macro average over its members present."""
     rows = sort_records(records, variants)
     suites: dict[str, SuiteSummary] = {}
     for suite, layout in layouts.items():
@@ -247,4 +250,28 @@ def summarize(records: Iterable[CaseRecord], variants: Sequence[str], layouts: M
             changes={a: changes(scored[BASE], scored[a], f, confidence) for a, f in deltas.items()},
             warnings=_chance_warnings(suite, layout, scored, scores, confidence) if layout.choices else [],
         )
+    for family, (layout, members) in (families or {}).items():
+        present = [suites[m] for m in members if m in suites]
+        if present:
+            suites[family] = _family_summary(family, layout, present, variants, confidence)
     return Summary(list(variants), suites, confidence)
+
+
+def _family_summary(family: str, layout: Layout, members: Sequence[SuiteSummary], variants: Sequence[str],
+                    confidence: float) -> SuiteSummary:
+    """A family's figures: each variant's macro average of its suites' scores and each adapter's macro
+    average of their paired deltas (every suite weighs the same, as the forgetting literature averages
+    benchmarks), with the members' own figures as the groups."""
+    def combined(by_variant: Callable[[SuiteSummary], Mapping[str, Figures]], variant: str) -> Figures | None:
+        figures = {m.suite: by_variant(m)[variant].overall for m in members if variant in by_variant(m)}
+        if len(figures) < len(members):
+            return None
+        return Figures(overall=macro_of(list(figures.values()), confidence), groups=figures, clusters=figures)
+
+    scores = {v: f for v in variants if (f := combined(lambda m: m.scores, v)) is not None}
+    deltas = {a: f for a in variants if a != BASE and (f := combined(lambda m: m.deltas, a)) is not None}
+    counts = {v: Counts(*(sum(getattr(m.counts[v], key) for m in members if v in m.counts)
+                          for key in ("scored", "passed", "skipped", "errors")))
+              for v in variants if any(v in m.counts for m in members)}
+    return SuiteSummary(family, "+".join(m.template for m in members), layout, counts=counts, scores=scores,
+                        deltas=deltas)

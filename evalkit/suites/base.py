@@ -100,6 +100,7 @@ class Suite(ABC):
     settings: ClassVar[tuple[Setting, ...]] = ()
     request: ClassVar[Request]
     markers: ClassVar[Mapping[str, str]] = {}  # marker -> description; the suite's own name is added
+    family: ClassVar[str | None] = None  # a family's suites are also summarised together (their macro average)
 
     def __init__(self, values: Mapping[str, str], data_dir: Path) -> None:
         self.data_dir = data_dir
@@ -107,6 +108,11 @@ class Suite(ABC):
 
     def flag(self, setting: str) -> str:
         return f"--{self.name}-{setting.replace('_', '-')}"
+
+    @classmethod
+    def available(cls, data_dir: Path) -> bool:
+        """Whether the suite's data is in ``data_dir``: runs that name no suite take those available."""
+        return True
 
     @property
     @abstractmethod
@@ -133,6 +139,11 @@ class Suite(ABC):
     def continuations(self, example: Example) -> list[str]:
         """The answer continuations scored after the prompt (log-likelihood suites)."""
         raise NotImplementedError(f"suite {self.name!r} generates text; it scores no continuations")
+
+    def requests(self, example: Example, prompt: str) -> list[tuple[str, str]]:
+        """The (context, continuation) pairs whose log-likelihoods score the example, one per choice: the
+        continuations after the prompt, unless the choices are contexts (partial evaluation, WinoGrande)."""
+        return [(prompt, continuation) for continuation in self.continuations(example)]
 
     @abstractmethod
     def score(self, example: Example, prompt: str, output: Any) -> Scored:

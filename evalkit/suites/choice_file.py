@@ -22,6 +22,7 @@ from evalkit.summary import Layout
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+SURROGATE = re.compile("[\ud800-\udfff]")
 FORMAT = ('{"question": "...", "choices": ["...", "..."], "answer": 0 (index) or "A", "subject": "optional", '
           '"id": "optional"}')
 
@@ -32,6 +33,14 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     if repeated:
         raise ValueError(f"field(s) {', '.join(repeated)} given twice")
     return dict(pairs)
+
+
+def lone_surrogate(text: str) -> str | None:
+    """Where ``text`` holds a lone surrogate (JSON's ``"\\ud800"`` decodes to one), described, or None.
+    Such a string is not text: it cannot be encoded as UTF-8, so the result cache, a tokenizer and the report
+    would each fail on it mid-run. A surrogate pair written as escapes decodes to one character, not two."""
+    match = SURROGATE.search(text)
+    return None if match is None else f"the lone surrogate \\u{ord(match[0]):04x} at character {match.start() + 1}"
 
 
 def _question(path: Path, number: int, line: str) -> dict[str, Any]:
@@ -63,7 +72,18 @@ def _question(path: Path, number: int, line: str) -> dict[str, Any]:
     subject = row.get("subject")
     if subject is not None and (not isinstance(subject, str) or not subject.strip()):
         raise DataError(f"{where}: 'subject' must be non-empty text when given. Fix: name the subject or drop the field.")
-    return {"id": str(row.get("id") or f"{number:05d}"), "question": question, "choices": tuple(choices),
+    given = row.get("id")  # 0, "" or {"x": 1} would silently become the line number or "{'x': 1}"
+    if "id" in row and (not isinstance(given, str) or not given.strip()):
+        raise DataError(f"{where}: 'id' {given!r} is not non-empty text. Fix: write the id as a string, e.g. \"q-17\", "
+                        "or drop the field to number the question by its line.")
+    texts = {"id": given, "question": question, "subject": subject,
+             **{f"choices[{i}]": choice for i, choice in enumerate(choices)}}
+    for field, text in texts.items():
+        problem = lone_surrogate(text) if text is not None else None
+        if problem:
+            raise DataError(f"{where}: '{field}' holds {problem}, which is not text (it cannot be encoded as UTF-8). "
+                            "Fix: remove it, or write the character it stands for (as itself, or as a full surrogate pair).")
+    return {"id": given.strip() if given else f"{number:05d}", "question": question, "choices": tuple(choices),
             "answer": LETTERS[answer], "subject": subject.strip() if subject else None}
 
 

@@ -1,0 +1,19 @@
+"""OpenBookQA test (500 questions), as lm-evaluation-harness's ``openbookqa`` task: the bare stem as the
+query (no "Question:"), the four choice texts as continuations. Scored by ``acc_norm``."""
+
+from __future__ import annotations
+
+from evalkit.suites.multiple_choice import ChoiceTextSuite, Formulated
+from evalkit.summary import Layout
+
+
+class OpenBookQASuite(ChoiceTextSuite):
+    name = "openbookqa"
+    data_name = "openbookqa"
+    layout = Layout(title="OpenBookQA acc_norm", group_title="set", cluster_title="set", choices=True,
+                    metrics=("acc", "acc_norm"))
+
+    def formulate(self) -> list[Formulated]:
+        from evalkit.data.commonsense import load_openbookqa
+
+        return [Formulated(q.id, "all", q.stem, q.choices, q.gold) for q in load_openbookqa(self.data_dir)]
