@@ -178,14 +178,18 @@ def _targets(gate: Gate, summary: Summary) -> list[str] | str:
 
 
 def _interval_se(figure: Estimate | PairedDelta) -> float:
-    """The SE the figure's interval is built from: for a 0/1 delta the larger of its own and Agresti-Min's
-    (a stratified 0/1 interval is the union of both), so "no item changed" does not read as infinite power."""
-    if isinstance(figure, PairedDelta) and figure.adjusted is not None:
-        return max(figure.se, figure.adjusted[1])
+    """The SE the figure's interval is built from: for a 0/1 delta the larger of its own and the one Tango's
+    score interval implies (a stratified 0/1 interval is the union of both), so "no item changed" does not
+    read as infinite power."""
+    if isinstance(figure, PairedDelta) and figure.score_se is not None:
+        return max(figure.se, figure.score_se)
     return figure.se
 
 
-def _power_warning(label: str, figure: PairedDelta, threshold: float, mde: float) -> str | None:
+def _power_warning(label: str, figure: PairedDelta, op: str, threshold: float, mde: float) -> str | None:
+    """Warn when the margin is finer than the minimal detectable effect. What the figure means: a gate judged
+    on the CI fails with 80 % probability on a true change of the margin plus that effect (a true change
+    at the margin itself passes about 97.5 % of the time, by design, at any sample size)."""
     if threshold == 0:
         return None
     fix = "Fix: evaluate more items (--spider-sample/--mmlu-sample) or widen the margin."
@@ -194,9 +198,11 @@ def _power_warning(label: str, figure: PairedDelta, threshold: float, mde: float
                 f"width and this sample says nothing about power against the margin {100 * threshold:+.1f} pp. {fix}")
     if not math.isfinite(mde) or mde <= abs(threshold):
         return None
+    caught = threshold - mde if op == ">=" else threshold + mde
     return (f"{label}: with n={figure.n} paired items the smallest true change detectable with 80% power is "
-            f"±{100 * mde:.1f} pp, wider than the gate's margin {100 * threshold:+.1f} pp, so a change of the "
-            f"margin's size would usually go unnoticed. {fix}")
+            f"±{100 * mde:.1f} pp, wider than the gate's margin {100 * threshold:+.1f} pp: the gate catches a true "
+            f"change of {100 * caught:+.1f} pp (the margin {'minus' if op == '>=' else 'plus'} {100 * mde:.1f} pp) 80% "
+            f"of the time, and smaller changes beyond the margin less often. {fix}")
 
 
 def evaluate_gates(gates: Sequence[Gate], summary: Summary, basis: Basis = "ci",
@@ -239,7 +245,7 @@ def evaluate_gates(gates: Sequence[Gate], summary: Summary, basis: Basis = "ci",
             ok = None if math.isnan(value) else (value >= gate.threshold if gate.op == ">=" else value <= gate.threshold)
         se = _interval_se(figure)
         mde = minimal_detectable_effect(se, figure.df, confidence) if math.isfinite(se) and se > 0 else math.nan
-        warning = _power_warning(label, figure, gate.threshold, mde) if isinstance(figure, PairedDelta) else None
+        warning = _power_warning(label, figure, gate.op, gate.threshold, mde) if isinstance(figure, PairedDelta) else None
         results.append(GateResult(
             verdict="ERROR" if ok is None else ("PASS" if ok else "FAIL"),
             basis="bound" if gate.bound else basis, value=value, lo=figure.lo, hi=figure.hi, n=figure.n,

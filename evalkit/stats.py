@@ -1,34 +1,41 @@
 """Error bars and paired comparisons for eval scores, after Miller (2024), "Adding Error Bars to Evals".
 
-Why these choices (each a library routine, wrapped so every report and gate uses the same rules):
+Why these choices (docs/statistics.md has the long form; ``benchmarks/bench_intervals.py`` measures them):
 
 - **One score** (:func:`mean_ci`). Unstratified 0/1 scores get the Wilson score interval (statsmodels
   ``proportion_confint``): the Wald interval collapses to a point at 0 % or 100 % accuracy, which a
   135M model does reach on small samples. Other unstratified scores get the Student-t interval.
 - **Strata** (MMLU and multiple-choice files: the subject). The subjects are fixed strata of a fixed test
   set, not a random sample of subjects, so the SE is the stratified one,
-  ``sqrt(sum_h (n_h/n)^2 s_h^2 / n_h)`` with ``s_h^2`` the sample variance within stratum h, and the
-  interval uses t with ``n - H`` degrees of freedom (H strata). A subject-clustered SE was used before and
-  rejected: with the two or three subjects a category has in a small selection it has one or two degrees
-  of freedom, and 202 questions got a [0, 93] % interval. When a stratum holds a single item its variance
-  cannot be estimated, and the unstratified interval is used (conservative: it also counts the
-  variation between strata). For 0/1 scores the stratified interval is never narrower than the Wilson
-  interval (a design effect below 1 is not credited, as survey practice does): without that floor, 0 of
-  4 correct across two subjects would get the zero-width interval [0, 0].
+  ``sqrt(sum_h W_h^2 s_h^2 / n_h)`` with ``s_h^2`` the sample variance within stratum h and ``W_h`` its
+  weight (``n_h / n``). A subject-clustered SE was used before and rejected: with the two or three
+  subjects a category has in a small selection it has one or two degrees of freedom, and 202 questions got
+  a [0, 93] % interval. For 0/1 scores the interval is the **stratified score interval**: the test of
+  ``sum_h W_h pi_h = pi0`` with each stratum's variance taken at the rates that maximise the likelihood
+  under that hypothesis (the stratified analogue of Wilson's interval, with Miettinen-Nurminen's
+  ``n_h / (n_h - 1)`` variance factor), inverted. A stratum whose answers are all right or all wrong has
+  sample variance 0, which made the plain stratified t interval cover 19 % of the time on two subjects of
+  two questions; the score interval evaluates the variance away from the estimate, where such a stratum's
+  rate is not 0 or 1, so it keeps its coverage without the Wilson floor that used to make it up to 2.3x too
+  wide. Other stratified scores get the stratified t interval (``n - H`` degrees of freedom). When a
+  stratum holds a single item its variance cannot be estimated, and the unstratified interval is used
+  (conservative: it also counts the variation between strata).
 - **Two variants on the same items** (:func:`paired_delta`): the per-item difference
   ``d_i = other_i - base_i``, far tighter than comparing two independent CIs. Unstratified 0/1 scores get
-  the Agresti-Min (2005) interval, the paired Wald interval after adding 0.5 to each cell of the 2x2
-  table (the plain Wald interval has zero width when no item changed), and the exact McNemar p-value
-  (scipy ``binomtest`` on the discordant counts b, c). Stratified scores get the stratified paired t
-  interval and test (for 0/1 scores the interval is the union with Agresti-Min's and the p-value the larger
-  of the two tests', so "p < 0.05" and "the CI excludes 0" never disagree); other unstratified scores the
-  paired t interval and test. A paired bootstrap was rejected: it needs a seed, while the analytic SE is
-  deterministic (so serial and pytest-xdist runs agree to the last digit).
-- **Macro** (:func:`macro_ci`): the mean of the stratum means (every subject weighs the same), with the
-  stratified SE under equal weights ``sqrt(sum_h s_h^2 / n_h) / H`` and the same rules.
+  Tango's (1998) score interval for a paired difference of proportions, and the p-value of the same
+  score statistic at 0 (which is the asymptotic McNemar test), so "p < 0.05" and "the CI excludes 0" are
+  one decision; it keeps its coverage when few items change, all in one direction (an adapter that only
+  breaks things), where the Agresti-Min interval used before fell to 87 %. Stratified 0/1 scores get the
+  union of the stratified paired t interval and Tango's, and the larger of the two tests' p-values; other
+  unstratified scores the paired t interval and test. A paired bootstrap was rejected: it needs a seed,
+  while these are deterministic (so serial and pytest-xdist runs agree to the last digit).
+- **Macro** (:func:`macro_ci`): the mean of the stratum means (every subject weighs the same), with
+  ``W_h = 1 / H`` and the same rules. A family of suites (:func:`macro_of`) is the mean of the suites'
+  figures, whose errors are independent (distinct items), with a normal interval.
 - **Gates** judge a figure against a threshold with a one-sided test at the CI's level
-  (:func:`violation_p_value`); without correction, "the p-value is below (1 - confidence) / 2" is the
-  same decision as "the whole 95 % CI lies on the wrong side". :func:`holm` adjusts several gates at once.
+  (:func:`violation_p_value`), the test the interval inverts, so without correction "the p-value is below
+  (1 - confidence) / 2" is the same decision as "the whole 95 % CI lies on the wrong side". :func:`holm`
+  adjusts several gates at once.
 - **Power** (:func:`minimal_detectable_effect`): the smallest true difference a test at this SE detects
   with the given power, ``(q_{1-alpha/2} + q_power) * SE``, to warn when a gate's margin is finer than
   the sample can resolve.
@@ -37,13 +44,14 @@ Why these choices (each a library routine, wrapped so every report and gate uses
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
 Direction = Literal[">=", "<="]
+_FAR = 1e12  # |Lagrange multiplier| beyond which a stratified score bound is the end of [0, 1]
 
 
 def _sps() -> Any:
@@ -58,11 +66,11 @@ def _sps() -> Any:
 class Estimate:
     """A mean with its standard error and confidence interval.
 
-    ``method`` is ``wilson`` (unstratified 0/1), ``t`` (unstratified, other values) or ``stratified-t``;
-    ``df`` is the t distribution's degrees of freedom (None for Wilson, which is a normal-theory score
-    interval). ``n_strata`` is None when no stratification was applied. ``wilson_floor`` marks a stratified
-    0/1 estimate whose interval is the union of the stratified-t and the Wilson intervals (``se`` stays
-    the stratified SE).
+    ``method`` is ``wilson`` (unstratified 0/1), ``t`` (unstratified, other values), ``stratified-score``
+    (stratified 0/1) or ``stratified-t`` (stratified, other values); ``df`` is the t distribution's degrees
+    of freedom (None for the score intervals, which are normal-theory). ``n_strata`` is None when no
+    stratification was applied. ``strata`` holds, for a stratified score interval, each stratum's
+    (successes, items, weight): the gate test at any threshold is computed from them.
     """
 
     mean: float
@@ -74,7 +82,7 @@ class Estimate:
     method: str
     df: float | None
     confidence: float
-    wilson_floor: bool = False
+    strata: tuple[tuple[int, int, float], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -82,8 +90,10 @@ class PairedDelta:
     """``mean(other - base)`` over the same items, with its paired CI and test.
 
     ``b`` counts items the base got right and the other variant wrong, ``c`` the reverse (both 0 when
-    the scores are not all 0/1). ``test`` names the p-value's test. ``adjusted`` is the Agresti-Min
-    (center, SE) for 0/1 scores, which the CI is built from (with strata: its union with stratified-t).
+    the scores are not all 0/1). ``test`` names the p-value's test. ``se`` is the SE the interval is built
+    from (for an unstratified 0/1 delta, the one Tango's interval implies); ``score_se``, for 0/1 scores,
+    is the SE Tango's interval implies, half its width over the normal quantile (not 0 when no item
+    changed), which the power figure uses.
     """
 
     delta: float
@@ -98,7 +108,7 @@ class PairedDelta:
     test: str
     df: float | None
     confidence: float
-    adjusted: tuple[float, float] | None = None
+    score_se: float | None = None
 
 
 def _as_array(values: Sequence[float], name: str) -> np.ndarray:
@@ -125,13 +135,18 @@ def _stratum_codes(strata: Sequence[object] | None, n: int) -> np.ndarray | None
     return codes if sizes.size >= 2 and sizes.min() >= 2 else None
 
 
-def _stratified_se(array: np.ndarray, codes: np.ndarray, equal_weights: bool = False) -> tuple[float, float, float]:
-    """(mean, SE, t degrees of freedom) of the stratified mean: weights n_h/n (the plain mean) or 1/H
-    (the macro mean); df = n - H."""
+def _strata_table(array: np.ndarray, codes: np.ndarray, equal_weights: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sizes n_h, means, weights W_h) of the strata: weights n_h/n (the plain mean) or 1/H (the macro mean)."""
     sizes = np.bincount(codes).astype(float)
     means = np.bincount(codes, weights=array) / sizes
-    within = np.bincount(codes, weights=(array - means[codes]) ** 2) / (sizes - 1)  # s_h^2
     weights = np.full(sizes.size, 1 / sizes.size) if equal_weights else sizes / array.size
+    return sizes, means, weights
+
+
+def _stratified_se(array: np.ndarray, codes: np.ndarray, equal_weights: bool = False) -> tuple[float, float, float]:
+    """(mean, SE, t degrees of freedom) of the stratified mean; df = n - H."""
+    sizes, means, weights = _strata_table(array, codes, equal_weights)
+    within = np.bincount(codes, weights=(array - means[codes]) ** 2) / (sizes - 1)  # s_h^2
     se = math.sqrt(float(np.sum(weights ** 2 * within / sizes)))
     return float(np.sum(weights * means)), se, float(array.size - sizes.size)
 
@@ -147,6 +162,10 @@ def _t_quantile(confidence: float, df: float) -> float:
     return float(_sps().t.ppf(0.5 + confidence / 2, df)) if df > 0 else math.nan
 
 
+def _z_quantile(confidence: float) -> float:
+    return float(_sps().norm.ppf(0.5 + confidence / 2))
+
+
 def _check_confidence(confidence: float) -> None:
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be between 0 and 1 (e.g. 0.95), got {confidence}.")
@@ -159,33 +178,110 @@ def _wilson(mean: float, n: int, confidence: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def _t_estimate(array: np.ndarray, mean: float, se: float, df: float, n_strata: int | None,
-                confidence: float) -> Estimate:
-    """The t interval, and for stratified 0/1 scores its union with the Wilson interval at the same mean."""
-    half = _t_quantile(confidence, df) * se
-    lo, hi = mean - half, mean + half
-    if n_strata is None:
-        return Estimate(mean, se, lo, hi, array.size, None, "t", df, confidence)
+def _ratio(numerator: float, variance: float) -> float:
+    """A score statistic ``numerator / sqrt(variance)``; at variance 0 (a hypothesis on the edge of the
+    parameter space) it is 0 when the data sit exactly there and infinite otherwise."""
+    if variance > 0:
+        return numerator / math.sqrt(variance)
+    return 0.0 if numerator == 0 else math.copysign(math.inf, numerator)
+
+
+def _root_from_zero(f: Callable[[float], float]) -> float | None:
+    """The root of ``f`` on [0, _FAR], where f(0) < 0 and f increases: the bracket is widened by factors
+    of 4, then Brent's method; None when f is still negative at _FAR."""
+    from scipy.optimize import brentq
+
+    low, high = 0.0, 1.0
+    while f(high) < 0:
+        if high >= _FAR:
+            return None
+        low, high = high, 4 * high
+    return float(brentq(f, low, high, xtol=1e-15, rtol=4 * np.finfo(float).eps))
+
+
+def _restricted_rates(means: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    """Each stratum's rate pi_h that maximises its likelihood under the constraint, given the stratum's
+    Lagrange multiplier ``lam``: the root in [0, 1] of ``(p_h - pi) = lam pi (1 - pi)``, i.e. of
+    ``lam pi^2 - (lam + 1) pi + p_h``, in the form of the quadratic formula without cancellation. It
+    falls from 1 to 0 as ``lam`` runs from -inf to +inf and equals ``p_h`` at 0."""
+    a = lam + 1
+    root = np.sqrt(np.maximum(a * a - 4 * lam * means, 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rates = np.where(a >= 0, 2 * means / (a + root), (a - root) / (2 * lam))
+    return np.clip(np.nan_to_num(rates, nan=0.0), 0.0, 1.0)  # NaN: 0/0 at lam = -1 with p_h = 0, whose root is 0
+
+
+class _StratifiedScore:
+    """The score statistic for ``sum_h W_h pi_h = pi0`` on stratified 0/1 data (successes ``x_h`` of
+    ``n_h`` items, weights ``W_h``), parametrised by the Lagrange multiplier ``lam`` of the constrained
+    maximum likelihood: ``z = (p - pi0) / sqrt(sum_h W_h^2 pi_h (1 - pi_h) / (n_h - 1))`` with the
+    restricted rates pi_h. At lam = 0 the rates are the observed ones and the variance is the stratified
+    SE squared; z rises with lam (pi0 falls), so each bound is one root."""
+
+    def __init__(self, successes: np.ndarray, sizes: np.ndarray, weights: np.ndarray) -> None:
+        self.sizes, self.weights = sizes, weights
+        self.means = successes / sizes
+        self.estimate = float(weights @ self.means)
+        self.scale = weights * sizes.sum() / sizes  # lam_h = lam * scale_h, so n_h / n weights give one lam
+
+    def at(self, lam: float) -> tuple[float, float]:
+        """(pi0, z) at multiplier ``lam``."""
+        rates = _restricted_rates(self.means, lam * self.scale)
+        null = float(self.weights @ rates)
+        variance = float(np.sum(self.weights ** 2 * rates * (1 - rates) / (self.sizes - 1)))
+        return null, _ratio(self.estimate - null, variance)
+
+    def interval(self, z: float) -> tuple[float, float]:
+        """The values pi0 whose two-sided test has |z| <= ``z``."""
+        bounds = []
+        for sign in (1.0, -1.0):  # lam > 0: the lower bound, lam < 0: the upper
+            lam = _root_from_zero(lambda t: sign * self.at(sign * t)[1] - z)
+            bounds.append((0.0 if sign > 0 else 1.0) if lam is None else self.at(sign * lam)[0])
+        return bounds[0], bounds[1]
+
+    def z_at(self, null: float) -> float:
+        """z of the test of ``pi0 = null`` (0 < null < 1)."""
+        if null == self.estimate:
+            return 0.0
+        sign = 1.0 if null < self.estimate else -1.0
+        lam = _root_from_zero(lambda t: sign * (null - self.at(sign * t)[0]))
+        return sign * math.inf if lam is None else self.at(sign * lam)[1]
+
+
+def _stratified_estimate(array: np.ndarray, codes: np.ndarray, confidence: float, equal_weights: bool) -> Estimate:
+    """The stratified score interval for 0/1 scores, the stratified t interval otherwise."""
+    mean, se, df = _stratified_se(array, codes, equal_weights)
+    n_strata = int(codes.max()) + 1
     if _is_binary(array):
-        wilson_lo, wilson_hi = _wilson(mean, array.size, confidence)
-        return Estimate(mean, se, max(0.0, min(lo, wilson_lo)), min(1.0, max(hi, wilson_hi)),
-                        array.size, n_strata, "stratified-t", df, confidence, wilson_floor=True)
-    return Estimate(mean, se, lo, hi, array.size, n_strata, "stratified-t", df, confidence)
+        sizes, means, weights = _strata_table(array, codes, equal_weights)
+        successes = np.rint(means * sizes)
+        lo, hi = _StratifiedScore(successes, sizes, weights).interval(_z_quantile(confidence))
+        strata = tuple((int(x), int(m), float(w)) for x, m, w in zip(successes, sizes, weights))
+        return Estimate(mean, se, lo, hi, array.size, n_strata, "stratified-score", None, confidence, strata)
+    half = _t_quantile(confidence, df) * se
+    return Estimate(mean, se, mean - half, mean + half, array.size, n_strata, "stratified-t", df, confidence)
+
+
+def _t_estimate(array: np.ndarray, confidence: float) -> Estimate:
+    mean, se, df = _plain_se(array)
+    half = _t_quantile(confidence, df) * se
+    return Estimate(mean, se, mean - half, mean + half, array.size, None, "t", df, confidence)
 
 
 def mean_ci(values: Sequence[float], strata: Sequence[object] | None = None, confidence: float = 0.95) -> Estimate:
-    """Mean of per-item scores with its SE and CI (Wilson, t, or stratified t; see the module docstring)."""
+    """Mean of per-item scores with its SE and CI (Wilson, t, stratified score or stratified t; see the
+    module docstring)."""
     _check_confidence(confidence)
     array = _as_array(values, "values")
     codes = _stratum_codes(strata, array.size)
-    if codes is None and _is_binary(array):
+    if codes is not None:
+        return _stratified_estimate(array, codes, confidence, equal_weights=False)
+    if _is_binary(array):
         mean = float(array.mean())
         lo, hi = _wilson(mean, array.size, confidence)
         return Estimate(mean, math.sqrt(mean * (1 - mean) / array.size), lo, hi, array.size, None, "wilson", None,
                         confidence)
-    if codes is None:
-        return _t_estimate(array, *_plain_se(array), None, confidence)
-    return _t_estimate(array, *_stratified_se(array, codes), int(codes.max()) + 1, confidence)
+    return _t_estimate(array, confidence)
 
 
 def macro_ci(values: Sequence[float], strata: Sequence[object], confidence: float = 0.95) -> Estimate:
@@ -196,9 +292,51 @@ def macro_ci(values: Sequence[float], strata: Sequence[object], confidence: floa
     codes = _stratum_codes(strata, array.size)
     if codes is None:
         _, codes = np.unique(np.asarray([str(s) for s in strata]), return_inverse=True)
-        means = np.bincount(codes, weights=array) / np.bincount(codes)
-        return _t_estimate(means, *_plain_se(means), None, confidence)
-    return _t_estimate(array, *_stratified_se(array, codes, equal_weights=True), int(codes.max()) + 1, confidence)
+        return _t_estimate(np.bincount(codes, weights=array) / np.bincount(codes), confidence)
+    return _stratified_estimate(array, codes, confidence, equal_weights=True)
+
+
+def macro_of(figures: Sequence[Estimate] | Sequence[PairedDelta], confidence: float = 0.95) -> Estimate | PairedDelta:
+    """The unweighted mean of figures from different suites (a family's macro average: every suite weighs
+    the same), with a normal interval. The suites' items are distinct, so their errors are independent:
+    ``SE = sqrt(sum_k SE_k^2) / K``, with each figure's SE read off its own interval (half its width over
+    the normal quantile), so a suite at 0 % or 100 %, whose plain SE is 0, still counts with its real
+    uncertainty. A delta's p-value is the two-sided normal test of 0; ``b`` and ``c`` are the suites' sums."""
+    _check_confidence(confidence)
+    if not figures:
+        raise ValueError("macro_of: need at least one figure.")
+    z = _z_quantile(confidence)
+    means = [f.delta if isinstance(f, PairedDelta) else f.mean for f in figures]
+    mean = float(np.mean(means))
+    se = math.sqrt(sum(((f.hi - f.lo) / (2 * z)) ** 2 for f in figures)) / len(figures)
+    lo, hi, n = mean - z * se, mean + z * se, sum(f.n for f in figures)
+    if all(isinstance(f, PairedDelta) for f in figures):
+        deltas = [f for f in figures if isinstance(f, PairedDelta)]
+        return PairedDelta(mean, se, lo, hi, n, None, _two_sided_t_p(mean, se, None), sum(f.b for f in deltas),
+                           sum(f.c for f in deltas), f"normal (mean of {len(figures)} suites)", None, confidence)
+    return Estimate(mean, se, lo, hi, n, None, "mean-of-suites", None, confidence)
+
+
+def _tango_z(b: int, c: int, n: int, delta: float) -> float:
+    """Tango's (1998) score statistic for "the paired difference of proportions is ``delta``": b items went
+    right -> wrong, c wrong -> right, of n. The variance is taken at the restricted maximum-likelihood
+    estimate of the right -> wrong rate, in closed form (Tango 1998, eq. 3); at delta = 0 the statistic
+    is McNemar's ``(c - b) / sqrt(b + c)``. It falls as ``delta`` rises."""
+    a_, b_ = 2.0 * n, -b - c + (2.0 * n - c + b) * delta
+    c_ = -b * delta * (1 - delta)
+    rate = (math.sqrt(max(b_ * b_ - 4 * a_ * c_, 0.0)) - b_) / (2 * a_)
+    return _ratio(c - b - n * delta, n * (2 * rate + delta * (1 - delta)))
+
+
+def _tango_interval(b: int, c: int, n: int, confidence: float) -> tuple[float, float]:
+    """The differences whose two-sided score test is not rejected: the roots of z = +-q on each side of
+    the estimate (the ends of [-1, 1] when the estimate is there)."""
+    from scipy.optimize import brentq
+
+    z, estimate = _z_quantile(confidence), (c - b) / n
+    lo = -1.0 if b == n else float(brentq(lambda d: _tango_z(b, c, n, d) - z, -1.0, estimate, xtol=1e-15))
+    hi = 1.0 if c == n else float(brentq(lambda d: _tango_z(b, c, n, d) + z, estimate, 1.0, xtol=1e-15))
+    return lo, hi
 
 
 def paired_delta(
@@ -223,106 +361,108 @@ def paired_delta(
     if not (_is_binary(base_a) and _is_binary(other_a)):
         return PairedDelta(delta, se, lo, hi, base_a.size, n_strata, _two_sided_t_p(delta, se, df), 0, 0, t_test,
                            df, confidence)
+    n = base_a.size
     b = int(np.sum((base_a == 1) & (other_a == 0)))
     c = int(np.sum((base_a == 0) & (other_a == 1)))
-    center, se_adjusted = _agresti_min(b, c, base_a.size)
-    z = float(_sps().norm.ppf(0.5 + confidence / 2))
+    score_lo, score_hi = _tango_interval(b, c, n, confidence)
+    score_se = (score_hi - score_lo) / (2 * _z_quantile(confidence))
+    score_p = float(2 * _sps().norm.sf(abs(_tango_z(b, c, n, 0.0))))
     if codes is None:
-        test, df, se = "exact McNemar", None, se_adjusted
-        lo, hi = center - z * se_adjusted, center + z * se_adjusted
-        p_value = float(_sps().binomtest(c, b + c, 0.5).pvalue) if b + c else 1.0
-    else:  # the interval is the union of both, so the p-value is the larger of both tests'
-        test = t_test
-        p_value = max(_two_sided_t_p(delta, se, df), float(2 * _sps().norm.sf(abs(center) / se_adjusted)))
-        lo, hi = min(lo, center - z * se_adjusted), max(hi, center + z * se_adjusted)
-    # A difference of two proportions lies in [-1, 1].
-    return PairedDelta(delta, se, max(-1.0, lo), min(1.0, hi), base_a.size, n_strata, p_value, b, c, test, df,
-                       confidence, adjusted=(center, se_adjusted))
+        return PairedDelta(delta, score_se, score_lo, score_hi, n, None, score_p, b, c, "Tango score", None,
+                           confidence, score_se)
+    # The interval is the union of both, so the p-value is the larger of both tests'.
+    return PairedDelta(delta, se, max(-1.0, min(lo, score_lo)), min(1.0, max(hi, score_hi)), n, n_strata,
+                       max(_two_sided_t_p(delta, se, df), score_p), b, c, t_test, df, confidence, score_se)
 
 
-def _agresti_min(b: int, c: int, n: int) -> tuple[float, float]:
-    """Center and SE of the Agresti-Min (2005) interval for a paired difference of proportions: the Wald
-    interval after adding 0.5 to each of the four cells (b, c are the discordant counts)."""
-    b_, c_, n_ = b + 0.5, c + 0.5, n + 2.0
-    return (c_ - b_) / n_, math.sqrt(b_ + c_ - (c_ - b_) ** 2 / n_) / n_
+def _dist(df: float | None) -> Any:
+    """The t distribution with ``df`` degrees of freedom, or the normal when ``df`` is None."""
+    return _sps().norm if df is None else _sps().t(df)
 
 
-def _two_sided_t_p(estimate: float, se: float, df: float) -> float:
+def _two_sided_t_p(estimate: float, se: float, df: float | None) -> float:
     if math.isnan(se):
         return math.nan
     if se == 0:
         return 1.0 if estimate == 0 else 0.0
-    return float(2 * _sps().t.sf(abs(estimate) / se, df))
+    return float(2 * _dist(df).sf(abs(estimate) / se))
 
 
 def violation_p_value(figure: Estimate | PairedDelta, threshold: float, direction: Direction) -> float:
     """One-sided p-value for "the true value violates ``value <direction> threshold``".
 
     Small means strong evidence of a violation. At level ``(1 - confidence) / 2`` this is the same
-    decision as the CI lying wholly on the wrong side: for a Wilson estimate it is the score test that
-    the Wilson interval inverts, for an unstratified 0/1 delta the Wald test of the Agresti-Min interval,
-    otherwise the t test that the t interval inverts (for stratified 0/1 figures, the larger of the two
-    p-values, as their interval is the union of both).
+    decision as the CI lying wholly on the wrong side, because it is the test the interval inverts: the
+    score test of the Wilson, stratified score or Tango interval, otherwise the t test (for a stratified
+    0/1 delta, the larger of the t and Tango p-values, as its interval is the union of both).
     """
     if direction not in (">=", "<="):
         raise ValueError(f"direction must be '>=' or '<=', got {direction!r}.")
     point = figure.delta if isinstance(figure, PairedDelta) else figure.mean
     sign = 1.0 if direction == ">=" else -1.0  # z > 0: the estimate sits on the passing side, so p > 0.5
     violated = point < threshold if direction == ">=" else point > threshold
-    if isinstance(figure, Estimate) and figure.method == "wilson":
-        return _wilson_violation_p(point, threshold, figure.n, sign, violated)
-    adjusted = None
-    if isinstance(figure, PairedDelta) and figure.adjusted is not None:
-        center, se_adjusted = figure.adjusted
-        adjusted = float(_sps().norm.cdf(sign * (center - threshold) / se_adjusted))
+    if isinstance(figure, Estimate) and figure.method in ("wilson", "stratified-score"):
+        if not 0 < threshold < 1:  # a proportion cannot sit strictly beyond 0 or 1
+            return 0.0 if violated else 1.0
+        if figure.strata is None:  # Wilson: the score test it inverts
+            z = (point - threshold) / math.sqrt(threshold * (1 - threshold) / figure.n)
+        else:
+            successes, sizes, weights = (np.array(column, dtype=float) for column in zip(*figure.strata))
+            z = _StratifiedScore(successes, sizes, weights).z_at(threshold)
+        return float(_sps().norm.cdf(sign * z))
+    score = None
+    if isinstance(figure, PairedDelta) and figure.score_se is not None:
+        score = float(_sps().norm.cdf(sign * _tango_z(figure.b, figure.c, figure.n, threshold)))
         if figure.n_strata is None:
-            return adjusted
+            return score
     if math.isnan(figure.se):
         return math.nan
     if figure.se == 0:
         p = 0.0 if violated else 1.0
     else:
-        p = float(_sps().t.cdf(sign * (point - threshold) / figure.se, figure.df))
-    if isinstance(figure, Estimate) and figure.wilson_floor:  # a union of two intervals: both must show it
-        return max(p, _wilson_violation_p(point, threshold, figure.n, sign, violated))
-    return p if adjusted is None else max(p, adjusted)
-
-
-def _wilson_violation_p(point: float, threshold: float, n: int, sign: float, violated: bool) -> float:
-    """The one-sided score test that the Wilson interval inverts."""
-    if not 0 < threshold < 1:  # a proportion cannot sit strictly beyond 0 or 1
-        return 0.0 if violated else 1.0
-    return float(_sps().norm.cdf(sign * (point - threshold) / math.sqrt(threshold * (1 - threshold) / n)))
+        p = float(_dist(figure.df).cdf(sign * (point - threshold) / figure.se))
+    return p if score is None else max(p, score)
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values (statsmodels ``multipletests``), for judging several gates at once."""
+    """Holm-Bonferroni adjusted p-values, for judging several gates at once (see :func:`adjusted_p_values`)."""
     return adjusted_p_values(p_values, "holm")
 
 
-def adjusted_p_values(p_values: Sequence[float], method: str) -> list[float]:
-    """p-values adjusted by statsmodels ``multipletests`` (``holm``, ``fdr_bh``, ...); NaN stays NaN and
-    is not counted as a test."""
-    if not p_values:
-        return []
-    from statsmodels.stats.multitest import multipletests
+def _holm(p: np.ndarray) -> np.ndarray:
+    """Holm (1979): the i-th smallest of m p-values times (m - i + 1), made monotone, capped at 1. Written
+    out because statsmodels' ``multipletests`` runs ``gc.collect()`` on every call (about 50 ms), which
+    adds up when gates are judged per round or per checkpoint."""
+    order = np.argsort(p)
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate((p.size - np.arange(p.size)) * p[order]))
+    return adjusted
 
+
+def adjusted_p_values(p_values: Sequence[float], method: str) -> list[float]:
+    """p-values adjusted for multiplicity: ``holm`` (Holm-Bonferroni) or ``fdr_bh`` (Benjamini-Hochberg,
+    scipy ``false_discovery_control``); NaN stays NaN and is not counted as a test."""
+    methods: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+        "holm": _holm, "fdr_bh": lambda p: _sps().false_discovery_control(p, method="bh")}
+    if method not in methods:
+        raise ValueError(f"method must be one of {', '.join(methods)}, got {method!r}.")
     values = np.asarray(p_values, dtype=float)
     known = ~np.isnan(values)
     adjusted = np.full(values.shape, math.nan)
     if known.any():
-        adjusted[known] = multipletests(values[known], method=method)[1]
+        adjusted[known] = methods[method](values[known])
     return adjusted.tolist()
 
 
 def minimal_detectable_effect(se: float, df: float | None = None, confidence: float = 0.95, power: float = 0.8) -> float:
     """Smallest true difference that a two-sided test at ``confidence`` detects with probability ``power``.
 
-    ``(q_{1-alpha/2} + q_power) * SE`` with normal quantiles, or t quantiles when ``df`` is given. A gate
-    whose margin is smaller than this cannot reliably catch a regression of the margin's size.
+    ``(q_{1-alpha/2} + q_power) * SE`` with normal quantiles, or t quantiles when ``df`` is given. A
+    non-inferiority gate ``delta >= -m`` catches (fails on) a true change of ``-(m + this)`` with that
+    probability; a change between the margin and that point usually passes.
     """
     _check_confidence(confidence)
     if not 0 < power < 1:
         raise ValueError(f"power must be between 0 and 1 (e.g. 0.8), got {power}.")
-    dist = _sps().norm if df is None else _sps().t(df)
+    dist = _dist(df)
     return float((dist.ppf(0.5 + confidence / 2) + dist.ppf(power)) * se)

@@ -110,6 +110,12 @@ def test_power_warning_when_margin_is_finer_than_the_sample_resolves():
     result = evaluate_gates([parse_gate("spider.delta >= -0.02", SUITES)], summary)[0]
     assert result.mde > 0.02
     assert "smallest true change detectable with 80% power" in result.power_warning
+    # What the figure means: a drop of the margin plus it is caught 80 % of the time (not "a change of the
+    # margin's size would go unnoticed", which a non-inferiority gate does by design at any n).
+    caught = f"catches a true change of {100 * (-0.02 - result.mde):+.1f} pp (the margin minus {100 * result.mde:.1f} pp)"
+    assert caught in result.power_warning and "unnoticed" not in result.power_warning
+    upper = evaluate_gates([parse_gate("spider.delta <= 0.02", SUITES)], summary)[0]
+    assert f"catches a true change of {100 * (0.02 + upper.mde):+.1f} pp (the margin plus" in upper.power_warning
     coarse = evaluate_gates([parse_gate(f"spider.delta >= -{result.mde + 0.01}", SUITES)], summary)[0]
     assert coarse.power_warning is None
 
@@ -131,14 +137,14 @@ def test_a_zero_standard_error_is_not_infinite_power():
 
 
 def test_stratified_delta_without_changes_gets_the_power_of_its_interval():
-    """No answer changed on 40 MMLU items: the stratified SE is 0 but the interval is Agresti-Min's, and so
-    is the detectable effect (as for Spider), not ±0.0 pp."""
+    """No answer changed on 40 MMLU items: the stratified SE is 0 but the interval is Tango's, and so is the
+    detectable effect (as for Spider), not ±0.0 pp."""
     rows = [CaseRecord("mmlu", v, f"q{i}", "stem", ("algebra", "physics")[i % 2], "t", "scored",
                        score=float(i % 3 == 0), passed=i % 3 == 0) for v in ("base", "a") for i in range(40)]
     summary = summarize(rows, ["base", "a"], LAYOUTS, TEMPLATES)
     result = evaluate_gates([parse_gate("mmlu.delta >= -0.02", SUITES)], summary)[0]
     figure = summary.figure("mmlu", None, "delta", "a")
-    assert figure.se == 0 and result.mde == pytest.approx(minimal_detectable_effect(figure.adjusted[1], figure.df))
+    assert figure.se == 0 and result.mde == pytest.approx(minimal_detectable_effect(figure.score_se, figure.df))
     assert "detectable ±0.0" not in result.evidence and "smallest true change detectable" in result.power_warning
 
 

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import gc
 import math
 
 import numpy as np
 import pytest
+from scipy import optimize
 from scipy import stats as sps
 from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.multitest import multipletests
 
-from evalkit.stats import holm, macro_ci, mean_ci, minimal_detectable_effect, paired_delta, violation_p_value
+from evalkit.stats import (adjusted_p_values, holm, macro_ci, macro_of, mean_ci, minimal_detectable_effect, paired_delta,
+                           violation_p_value)
+
+Z = sps.norm.ppf(0.975)
 
 
 def stratified_se(values: np.ndarray, strata: np.ndarray, equal_weights: bool = False) -> float:
@@ -46,16 +52,39 @@ def test_unstratified_continuous_is_student_t():
     assert est.se == pytest.approx(np.std(values, ddof=1) / math.sqrt(6))
 
 
-def test_stratified_se_is_cochrans_formula():
+def stratified_score_z(values: np.ndarray, strata: np.ndarray, null: float, equal_weights: bool = False) -> float:
+    """The stratified score statistic at ``sum_h W_h pi_h = null``, by a general-purpose optimiser: the rates
+    that maximise the binomial likelihood under that constraint (SLSQP), then
+    ``(p - null) / sqrt(sum_h W_h^2 pi_h (1 - pi_h) / (n_h - 1))``."""
+    labels = np.unique(strata)
+    sizes = np.array([np.sum(strata == label) for label in labels], dtype=float)
+    successes = np.array([values[strata == label].sum() for label in labels])
+    weights = np.full(labels.size, 1 / labels.size) if equal_weights else sizes / sizes.sum()
+
+    def negative_log_likelihood(pi: np.ndarray) -> float:
+        pi = np.clip(pi, 1e-12, 1 - 1e-12)
+        return -float(np.sum(successes * np.log(pi) + (sizes - successes) * np.log(1 - pi)))
+
+    fit = optimize.minimize(negative_log_likelihood, np.full(labels.size, null), method="SLSQP",
+                            bounds=[(1e-9, 1 - 1e-9)] * labels.size, options={"ftol": 1e-14, "maxiter": 500},
+                            constraints=[{"type": "eq", "fun": lambda pi: weights @ pi - null}])
+    variance = np.sum(weights ** 2 * fit.x * (1 - fit.x) / (sizes - 1))
+    return float((weights @ (successes / sizes) - null) / math.sqrt(variance))
+
+
+def test_stratified_binary_is_the_stratified_score_interval():
+    """Its SE is Cochran's, and at each bound the score statistic, recomputed with a general-purpose
+    constrained optimiser, is the normal quantile."""
     rng = np.random.default_rng(7)
     strata = np.repeat(["algebra", "anatomy", "law", "virology", "marketing"], [13, 20, 7, 30, 10])
-    values = rng.integers(0, 2, strata.size).astype(float)
+    values = (rng.random(strata.size) < np.repeat([0.2, 0.5, 0.9, 0.3, 0.6], [13, 20, 7, 30, 10])).astype(float)
     est = mean_ci(values, strata=strata)
-    assert est.method == "stratified-t" and est.n_strata == 5 and est.df == 80 - 5
+    assert est.method == "stratified-score" and est.n_strata == 5 and est.df is None
     assert est.se == pytest.approx(stratified_se(values, strata), rel=1e-12)
-    half = sps.t.ppf(0.975, 75) * est.se
-    wilson = mean_ci(values)
-    assert (est.lo, est.hi) == pytest.approx((min(values.mean() - half, wilson.lo), max(values.mean() + half, wilson.hi)))
+    assert stratified_score_z(values, strata, est.lo) == pytest.approx(Z, abs=1e-4)
+    assert stratified_score_z(values, strata, est.hi) == pytest.approx(-Z, abs=1e-4)
+    macro = macro_ci(values, strata)
+    assert stratified_score_z(values, strata, macro.hi, equal_weights=True) == pytest.approx(-Z, abs=1e-4)
 
 
 def test_stratified_continuous_scores_use_the_stratified_t_interval():
@@ -63,24 +92,25 @@ def test_stratified_continuous_scores_use_the_stratified_t_interval():
     strata = np.array(list("aaabbbccc"))
     est = mean_ci(values, strata)
     half = sps.t.ppf(0.975, 6) * stratified_se(values, strata)
-    assert not est.wilson_floor and (est.lo, est.hi) == pytest.approx((values.mean() - half, values.mean() + half))
+    assert est.method == "stratified-t" and est.df == 6
+    assert (est.lo, est.hi) == pytest.approx((values.mean() - half, values.mean() + half))
 
 
 def test_two_strata_do_not_give_one_degree_of_freedom():
     """The issue's case: 202 questions from two subjects got [0, 93] % from a subject-clustered t with 1 df."""
     values = [1] * 10 + [0] * 90 + [1] * 44 + [0] * 58  # 10 % and 43 % right in two subjects
     est = mean_ci(values, ["abstract_algebra"] * 100 + ["college_physics"] * 102)
-    assert est.df == 200 and est.hi - est.lo < 0.13
+    assert est.n_strata == 2 and est.hi - est.lo < 0.13
 
 
-def test_strata_of_different_difficulty_narrow_the_interval_to_at_least_wilson():
-    # Two subjects the model finds easy, two it finds hard: stratification removes that variation from
-    # the SE, and the 0/1 interval stays at least as wide as Wilson's.
+def test_strata_of_different_difficulty_narrow_the_interval():
+    """Two subjects the model finds easy, two it finds hard: stratification removes that variation from
+    the SE and from the interval (the Wilson floor that used to hide it made intervals up to 2.3x too wide)."""
     values = [1] * 18 + [0] * 2 + [1] * 17 + [0] * 3 + [0] * 18 + [1] * 2 + [0] * 19 + [1] * 1
     strata = [s for s in "abcd" for _ in range(20)]
-    est = mean_ci(values, strata)
-    assert est.se < 0.7 * mean_ci(values).se
-    assert (est.lo, est.hi) == pytest.approx((mean_ci(values).lo, mean_ci(values).hi))
+    est, wilson = mean_ci(values, strata), mean_ci(values)
+    assert est.se < 0.7 * wilson.se
+    assert est.hi - est.lo < 0.75 * (wilson.hi - wilson.lo)
 
 
 @pytest.mark.parametrize("strata", [["law"] * 4, ["law", "law", "law", "art"]])
@@ -94,11 +124,14 @@ def test_no_variation_gives_zero_width_stratified_interval_for_non_binary_scores
     assert (est.mean, est.se, est.lo, est.hi) == (0.5, 0.0, 0.5, 0.5)
 
 
-def test_stratified_binary_interval_is_never_narrower_than_wilson():
+def test_strata_without_variation_keep_a_real_interval():
+    """Every answer wrong (or right) in every subject: the stratified SE is 0, the stratified t interval
+    was [0, 0], and the score interval evaluates the variance away from the estimate."""
     none_right = mean_ci([0, 0, 0, 0], strata=["algebra", "algebra", "law", "law"])
-    wilson = mean_ci([0, 0, 0, 0])
-    assert none_right.method == "stratified-t" and none_right.wilson_floor and none_right.se == 0.0
-    assert (none_right.lo, none_right.hi) == (wilson.lo, wilson.hi)
+    assert none_right.method == "stratified-score" and none_right.se == 0.0
+    assert none_right.lo == 0.0 and none_right.hi > mean_ci([0, 0, 0, 0]).hi
+    all_right = mean_ci([1, 1, 1, 1], strata=["algebra", "algebra", "law", "law"])
+    assert (all_right.lo, all_right.hi) == pytest.approx((1 - none_right.hi, 1.0))
 
 
 def test_macro_is_the_mean_of_stratum_means_with_equal_weights():
@@ -106,40 +139,97 @@ def test_macro_is_the_mean_of_stratum_means_with_equal_weights():
     values = np.r_[np.ones(8), np.zeros(2), np.ones(10), np.zeros(30), np.ones(10), np.zeros(10)]
     est = macro_ci(values, strata)
     assert est.mean == pytest.approx((0.8 + 0.25 + 0.5) / 3)
-    assert est.se == pytest.approx(stratified_se(values, strata, equal_weights=True)) and est.df == 67
+    assert est.se == pytest.approx(stratified_se(values, strata, equal_weights=True))
+    assert est.method == "stratified-score" and est.lo < est.mean < est.hi
     # A stratum of one item: its variance is unknown, so the stratum means are the sample.
     single = macro_ci([1, 0, 1, 1, 0], ["a", "a", "b", "b", "c"])
     assert single.mean == pytest.approx((0.5 + 1 + 0) / 3) and single.n == 3 and single.method == "t"
 
 
-def agresti_min(b: int, c: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """Agresti & Min (2005), Stat. Med. 24:729: the paired Wald interval with 0.5 added to every cell."""
-    b, c, n = b + 0.5, c + 0.5, n + 2
-    center = (c - b) / n
-    half = z * math.sqrt((b + c) - (c - b) ** 2 / n) / n
-    return center - half, center + half
+def table(b: int, c: int, n: int, both_right: int = 0) -> tuple[list[int], list[int]]:
+    """Paired 0/1 scores with b items right -> wrong, c wrong -> right, the rest unchanged."""
+    rest = n - b - c - both_right
+    return [1] * both_right + [1] * b + [0] * c + [0] * rest, [1] * both_right + [0] * b + [1] * c + [0] * rest
 
 
-def test_paired_unstratified_binary_uses_agresti_min_and_exact_mcnemar():
+def tango_z(b: int, c: int, n: int, delta: float) -> float:
+    """Tango's (1998) score statistic for a paired difference of proportions, with the restricted maximum
+    likelihood estimate found by a bounded scalar optimiser instead of the closed form: the rates
+    (q_b, q_c = q_b + delta) maximising the trinomial likelihood of (b, c, n - b - c)."""
+    def negative_log_likelihood(q_b: float) -> float:
+        q_c = q_b + delta
+        return -(b * math.log(max(q_b, 1e-300)) + c * math.log(max(q_c, 1e-300))
+                 + (n - b - c) * math.log(max(1 - q_b - q_c, 1e-300)))
+    q_b = optimize.minimize_scalar(negative_log_likelihood, bounds=(max(0, -delta), (1 - delta) / 2),
+                                   method="bounded", options={"xatol": 1e-13}).x
+    return (c - b - n * delta) / math.sqrt(n * (2 * q_b + delta - delta ** 2))
+
+
+def test_paired_unstratified_binary_is_tangos_score_interval_and_test():
     # Agresti (2002) presidential approval: 794 both yes, 150 yes->no, 86 no->yes, 570 both no.
-    base = [1] * 794 + [1] * 150 + [0] * 86 + [0] * 570
-    other = [1] * 794 + [0] * 150 + [1] * 86 + [0] * 570
+    base, other = table(150, 86, 1600, both_right=794)
     result = paired_delta(base, other)
     assert (result.b, result.c, result.n) == (150, 86, 1600)
     assert result.delta == pytest.approx((86 - 150) / 1600)
-    assert result.test == "exact McNemar"
-    assert result.p_value == pytest.approx(mcnemar([[794, 150], [86, 570]], exact=True).pvalue, rel=1e-9)
-    assert (result.lo, result.hi) == pytest.approx(agresti_min(150, 86, 1600))
-    # With this many items the adjustment hardly matters: the plain paired Wald/t interval agrees closely.
+    assert result.test == "Tango score"
+    # At 0 the score test is McNemar's asymptotic test (no continuity correction).
+    assert result.p_value == pytest.approx(mcnemar([[794, 150], [86, 570]], exact=False, correction=False).pvalue,
+                                           rel=1e-9)
+    assert tango_z(150, 86, 1600, result.lo) == pytest.approx(Z, abs=1e-6)
+    assert tango_z(150, 86, 1600, result.hi) == pytest.approx(-Z, abs=1e-6)
+    # With this many items the method hardly matters: the plain paired t interval agrees closely.
     ref = sps.ttest_1samp(np.subtract(other, base), 0.0).confidence_interval(0.95)
     assert (result.lo, result.hi) == pytest.approx((ref.low, ref.high), abs=1e-3)
 
 
-def test_paired_without_discordant_pairs_keeps_a_real_interval():
-    result = paired_delta([1, 0, 1] + [0] * 14, [1, 0, 1] + [0] * 14)
-    assert (result.delta, result.p_value, result.b, result.c) == (0.0, 1.0, 0, 0)
-    assert (result.lo, result.hi) == pytest.approx(agresti_min(0, 0, 17))
-    assert result.hi > 0.1  # the plain Wald interval would be [0, 0]
+@pytest.mark.parametrize(("b", "c", "n"), [(0, 5, 50), (3, 9, 40), (7, 2, 12), (0, 1, 3)])
+def test_tango_bounds_are_the_roots_of_the_score_statistic(b, c, n):
+    result = paired_delta(*table(b, c, n))
+    assert tango_z(b, c, n, result.lo) == pytest.approx(Z, abs=1e-6)
+    assert tango_z(b, c, n, result.hi) == pytest.approx(-Z, abs=1e-6)
+
+
+@pytest.mark.parametrize(("b", "c", "n", "lo", "hi"), [
+    (0, 0, 17, -Z ** 2 / (17 + Z ** 2), Z ** 2 / (17 + Z ** 2)),  # no change: Wilson's bound for 0 of n, both ways
+    # Every item gained: the score statistic is sqrt(n (1 - d) / (1 + d)), so lo = (n - z^2) / (n + z^2).
+    (0, 20, 20, (20 - Z ** 2) / (20 + Z ** 2), 1.0),
+    (20, 0, 20, -1.0, -(20 - Z ** 2) / (20 + Z ** 2)),
+    (0, 1, 1, (1 - Z ** 2) / (1 + Z ** 2), 1.0),
+])
+def test_paired_degenerate_tables_keep_a_real_interval(b, c, n, lo, hi):
+    result = paired_delta(*table(b, c, n))
+    assert (result.lo, result.hi) == pytest.approx((lo, hi), abs=1e-9)
+    assert result.p_value == (1.0 if b == c else pytest.approx(2 * sps.norm.sf(math.sqrt(b + c))))
+
+
+@pytest.mark.parametrize("n", [50, 100, 200, 1000])
+def test_paired_p_value_agrees_with_the_interval_on_every_small_table(n):
+    """The issue's audit: with the Agresti-Min CI and the exact McNemar p, 122 of these 3,440 tables
+    disagreed (n=50, b=0, c=5: [+0.76, +18.47] pp beside p=0.062). Both now come from one score statistic."""
+    for b in range(41):
+        for c in range(41 - b):
+            result = paired_delta(*table(b, c, n))
+            assert (result.p_value < 0.05) == (result.lo > 0 or result.hi < 0), (b, c, n, result)
+
+
+def exact_coverage(n: int, p_b: float, p_c: float) -> float:
+    """P(the interval covers p_c - p_b) over every table with non-negligible probability (the rest counts
+    as not covered)."""
+    covered = 0.0
+    for b in range(min(n, 60) + 1):
+        for c in range(min(n - b, 60) + 1):
+            probability = sps.multinomial.pmf([b, c, n - b - c], n, [p_b, p_c, 1 - p_b - p_c])
+            if probability > 1e-10:
+                result = paired_delta(*table(b, c, n))
+                covered += probability * (result.lo <= p_c - p_b <= result.hi)
+    return covered
+
+
+@pytest.mark.parametrize(("n", "p_b", "p_c"), [(100, 0.02, 0.0), (200, 0.02, 0.0), (100, 0.0225, 0.0025),
+                                               (50, 0.1, 0.0), (400, 0.0, 0.01)])
+def test_paired_interval_keeps_coverage_when_few_items_change_one_way(n, p_b, p_c):
+    """An adapter that only breaks things: Agresti-Min covered 86.6 %, 90.8 % and 89.6 % in the first three."""
+    assert exact_coverage(n, p_b, p_c) >= 0.93
 
 
 def test_paired_continuous_matches_scipy_ttest_rel():
@@ -161,15 +251,13 @@ def test_paired_stratified_is_the_stratified_mean_of_differences():
     assert result.delta == pytest.approx(diff.mean())
     assert result.se == pytest.approx(stratified_se(diff, strata))
     assert result.test == "paired t (stratified SE)" and result.n_strata == 4 and result.df == 96
-    b, c = int(np.sum((base == 1) & (other == 0))), int(np.sum((base == 0) & (other == 1)))
-    center, se_am = (c - b) / 102, math.sqrt(b + c + 1 - (c - b) ** 2 / 102) / 102
-    # The interval is the union of the stratified t and Agresti-Min intervals, so the p-value is the
-    # larger of the two tests' p-values: "p < 0.05" and "the CI excludes 0" agree.
-    assert result.p_value == pytest.approx(max(2 * sps.t.sf(abs(result.delta) / result.se, 96),
-                                               2 * sps.norm.sf(abs(center) / se_am)))
+    tango = paired_delta(base, other)
+    # The interval is the union of the stratified t and Tango intervals, so the p-value is the larger of
+    # the two tests' p-values: "p < 0.05" and "the CI excludes 0" agree.
+    assert result.p_value == pytest.approx(max(2 * sps.t.sf(abs(result.delta) / result.se, 96), tango.p_value))
     half = sps.t.ppf(0.975, 96) * result.se
-    am_lo, am_hi = agresti_min(b, c, 100)
-    assert (result.lo, result.hi) == pytest.approx((min(diff.mean() - half, am_lo), max(diff.mean() + half, am_hi)))
+    assert (result.lo, result.hi) == pytest.approx((min(diff.mean() - half, tango.lo), max(diff.mean() + half, tango.hi)))
+    assert result.score_se == pytest.approx(tango.se)
 
 
 def test_paired_tighter_than_unpaired_on_correlated_scores():
@@ -222,6 +310,45 @@ def test_holm_matches_textbook_example():
     # Sorted p: 0.005*4 = 0.02, 0.01*3 = 0.03, 0.03*2 = 0.06, max(0.04*1, 0.06) = 0.06.
     assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
     assert holm([]) == []
+
+
+@pytest.mark.parametrize("method", ["holm", "fdr_bh"])
+def test_adjusted_p_values_match_statsmodels(method, monkeypatch):
+    """Own Holm and scipy's BH instead of statsmodels' multipletests, which runs gc.collect() on every call
+    (switched off here, so the reference is quick)."""
+    monkeypatch.setattr(gc, "collect", lambda *args: 0)
+    rng = np.random.default_rng(2)
+    for size in [1, 2, 3, 5, 8, 57]:
+        for _ in range(20):
+            p = rng.random(size) ** 3
+            p[rng.random(size) < 0.2] = p[0]  # ties
+            assert adjusted_p_values(list(p), method) == pytest.approx(multipletests(p, method=method)[1], abs=1e-15)
+    with_nan = adjusted_p_values([0.01, math.nan, 0.04], method)
+    assert math.isnan(with_nan[1]) and with_nan[::2] == pytest.approx(multipletests([0.01, 0.04], method=method)[1])
+    with pytest.raises(ValueError, match="method must be one of"):
+        adjusted_p_values([0.1], "bonferroni")
+
+
+def test_holm_does_not_collect_garbage(monkeypatch):
+    """Gates are judged per round or per checkpoint: 50 ms of gc.collect() per call added up."""
+    monkeypatch.setattr(gc, "collect", lambda *args: pytest.fail("gc.collect() called"))
+    assert holm([0.01, 0.02]) == pytest.approx([0.02, 0.02])
+    assert adjusted_p_values([0.01, 0.02], "fdr_bh") == pytest.approx([0.02, 0.02])
+
+
+def test_macro_of_suites_adds_independent_errors():
+    """A family's macro average: the suites' errors are independent, each read off its own interval."""
+    z = Z
+    scores = [mean_ci([1] * 30 + [0] * 70), mean_ci([0] * 50)]
+    macro = macro_of(scores)
+    half_widths = [(s.hi - s.lo) / 2 for s in scores]
+    assert macro.mean == pytest.approx(0.15) and macro.n == 150
+    assert macro.se == pytest.approx(math.hypot(*half_widths) / z / 2)
+    assert (macro.lo, macro.hi) == pytest.approx((0.15 - z * macro.se, 0.15 + z * macro.se))
+    deltas = [paired_delta(*table(2, 9, 100)), paired_delta(*table(4, 4, 60))]
+    family = macro_of(deltas)
+    assert (family.b, family.c) == (6, 13) and family.p_value == pytest.approx(2 * sps.norm.sf(family.delta / family.se))
+    assert violation_p_value(family, family.hi, ">=") == pytest.approx(0.025)
 
 
 def test_minimal_detectable_effect():
