@@ -43,6 +43,40 @@ class LoadedModel:
                 "backend": "hf", "quantization": self.quantization}
 
 
+def worker_device(worker: str | None, cuda_devices: int) -> str | None:
+    """The CUDA device of pytest-xdist worker ``worker`` (``gw0``, ``gw1``, ...; xdist's
+    ``PYTEST_XDIST_WORKER``) among ``cuda_devices`` visible devices: worker i uses ``cuda:i``, round-robin
+    when there are more workers than devices. Without it every worker's model lands on the current device,
+    GPU 0, and ``-n K`` on K GPUs uses one. ``CUDA_VISIBLE_DEVICES`` is respected as CUDA respects it: the
+    visible devices are renumbered from 0, so ``cuda:i`` is the i-th of them. None outside xdist or
+    without CUDA devices."""
+    if not worker or not worker.startswith("gw") or not worker[2:].isdigit() or cuda_devices < 1:
+        return None
+    return f"cuda:{int(worker[2:]) % cuda_devices}"
+
+
+def workers_note(workers: int, cuda_devices: int) -> str | None:
+    """What the run's header says about ``workers`` xdist workers on ``cuda_devices`` devices, so that
+    sharing a GPU is known before a worker runs out of its memory; None when there is nothing to say."""
+    if workers < 2 or cuda_devices < 1:
+        return None
+    if workers <= cuda_devices:
+        return f"{workers} pytest-xdist workers, one CUDA device each: worker i (gw<i>) uses cuda:i."
+    return (f"{workers} pytest-xdist workers share {cuda_devices} CUDA device(s) round-robin: worker i (gw<i>) uses "
+            f"cuda:(i mod {cuda_devices}), so a device holds up to {-(-workers // cuda_devices)} models at once. "
+            f"Fix, if they do not fit: -n {cuda_devices}.")
+
+
+def xdist_header(workers: object) -> list[str]:
+    """The header line for ``-n workers`` (pytest-xdist's ``numprocesses``) on this machine's CUDA devices."""
+    if not isinstance(workers, int) or workers < 2:
+        return []
+    import torch
+
+    note = workers_note(workers, torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    return [f"tradeoff: {note}"] if note else []
+
+
 def check_adapter(adapter: str | Path) -> Path:
     """The adapter folder, or a ModelLoadError when it is not a PEFT adapter."""
     path = Path(adapter).expanduser()
@@ -87,15 +121,20 @@ def load_model(
     from transformers import AutoModelForCausalLM
 
     device = device or pick_device()
+    if device == "cuda":
+        import torch
+
+        device = worker_device(os.environ.get("PYTEST_XDIST_WORKER"), torch.cuda.device_count()) or device
+    kind = device.split(":")[0]  # "cuda:1" is a CUDA device
     source, local = resolve_base(spec, cache_dir)
     adapter_path = check_adapter(adapter) if adapter else None
-    kwargs: dict[str, Any] = {"dtype": pick_dtype(device, dtype)}
+    kwargs: dict[str, Any] = {"dtype": pick_dtype(kind, dtype)}
     if load_in_4bit:
-        if device != "cuda":
+        if kind != "cuda":
             raise ModelLoadError("load_in_4bit=True needs a CUDA GPU (bitsandbytes NF4). "
                                  "Fix: load without 4-bit on this machine, or run on a GPU.")
         kwargs["quantization_config"] = nf4_config(kwargs["dtype"])
-        kwargs["device_map"] = {"": 0}
+        kwargs["device_map"] = {"": int(device.partition(":")[2] or 0)}
     try:
         tokenizer = load_tokenizer(source)
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
