@@ -15,6 +15,7 @@ from typing import Any
 
 from evalkit.errors import ConfigError
 from evalkit.gates import Gate, parse_gate
+from evalkit.integrations.trackers import check_trackers
 from evalkit.models.resolve import DTYPES
 from evalkit.suites import FAMILIES, FAMILY_LAYOUTS, REGISTRY, Suite, parse_suite_spec
 from evalkit.suites.base import parse_count, parse_names
@@ -62,6 +63,8 @@ RUN_OPTIONS = (
     Option("backend", "inference backend: hf (transformers) or vllm (vLLM: GPUs, or its CPU build)", "hf"),
     Option("vllm_arg", "vLLM engine argument KEY=VALUE with --backend vllm, e.g. tensor_parallel_size=2 (repeatable)",
            many=True),
+    Option("log_to", "log the run to an experiment tracker: mlflow, wandb or trackio (repeatable; each an optional "
+           "extra, configured by its own environment variables)", many=True),
 )
 SUITE_OPTIONS = tuple(Option(f"{name}_{s.name}", s.help, s.default) for name, cls in REGISTRY.items()
                       for s in cls.settings)
@@ -96,6 +99,7 @@ class RunConfig:
     save_baseline: Path | None
     backend: str = "hf"
     vllm_args: tuple[tuple[str, Any], ...] = ()  # (key, value) pairs for vllm.LLM
+    log_to: tuple[str, ...] = ()  # experiment trackers (evalkit.integrations.trackers)
 
     @property
     def templates(self) -> dict[str, str]:
@@ -130,7 +134,7 @@ class RunConfig:
             "max_new_tokens": self.max_new_tokens, "batch_size": self.batch_size,
             "baseline": str(self.baseline) if self.baseline else None,
             "save_baseline": str(self.save_baseline) if self.save_baseline else None,
-            "backend": self.backend, "vllm_args": dict(self.vllm_args),
+            "backend": self.backend, "vllm_args": dict(self.vllm_args), "log_to": list(self.log_to),
         }
 
 
@@ -249,4 +253,5 @@ def parse_run_config(raw: Mapping[str, Any], data_dir: Path, results_cache: Path
         save_baseline=save_baseline,
         backend=raw["backend"],
         vllm_args=_vllm_args(raw["backend"], raw["vllm_arg"]),
+        log_to=check_trackers(raw["log_to"]),
     )

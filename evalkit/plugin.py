@@ -29,6 +29,7 @@ import pytest
 
 from evalkit.config import OPTIONS, Option, RunConfig
 from evalkit.errors import EvalkitError
+from evalkit.integrations.junit import case_properties
 from evalkit.runtime import EvalItem, Runtime
 from evalkit.suites import REGISTRY
 from evalkit.summary import CaseRecord, Summary
@@ -119,6 +120,7 @@ class State:
     finish_error: str | None = None
     warnings: list[str] = field(default_factory=list)
     usage_error: str | None = None  # found while parametrizing; raised once collection is over
+    published: list[str] = field(default_factory=list)  # GitHub annotations, trackers' notes (evalkit.integrations)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Collect records: on the controller under xdist (reports carry them), else in this process."""
@@ -165,8 +167,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     """Training-data warnings before the run, not only after hours of inference."""
+    from evalkit.models.loading import xdist_header
+
     state = config.stash.get(STATE_KEY, None)
-    return [f"tradeoff WARNING (training data): {w}" for w in state.warnings] if state else []
+    warnings = [f"tradeoff WARNING (training data): {w}" for w in state.warnings] if state else []
+    return [*warnings, *xdist_header(config.getoption("numprocesses", None))]
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -352,15 +357,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         elif record is not None and report.failed and call.excinfo and call.excinfo.errisinstance(AssertionError):
             report.longrepr = call.excinfo.exconly()
     if record is not None:
-        extra.append(("tradeoff", record.to_dict()))
+        extra += [("tradeoff", record.to_dict()), *case_properties(record)]  # the latter for --junitxml
     if extra:
         report.user_properties = [*report.user_properties, *extra]
     return report
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest's JUnit writer writes its file: it gets the run's figures
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Summarise, judge the gates, write the report; with gates, the gates decide the exit status."""
+    """Summarise, judge the gates, write the report, hand it to GitHub, JUnit and trackers
+    (:mod:`evalkit.integrations`); with gates, the gates decide the exit status."""
+    from _pytest.junitxml import xml_key
+
     from evalkit.finish import finish
+    from evalkit.integrations import publish
 
     state = session.config.stash.get(STATE_KEY, None)
     if state is not None and state.usage_error and not _is_worker(session.config):
@@ -370,6 +380,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     done = finish(state.cfg, state.records, state.baseline, state.models, state.inference, state.warnings,
                   state.started, getattr(session.config.option, "numprocesses", None) or 1)
     state.summary, state.gate_results, state.written, state.finish_error = done.summary, done.gates, done.written, done.error
+    if done.error is None:
+        state.published = publish(state.cfg.report_dir, state.cfg.log_to, session.config.stash.get(xml_key, None))
     if exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         return
     gates_failed = any(g.verdict != "PASS" for g in state.gate_results)
@@ -429,6 +441,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
                       green=verdict == "passed")
     if state.written:
         tr.write_line(f"report: {', '.join(str(p) for p in state.written)}")
+    for line in state.published:
+        tr.write_line(line, yellow=line.startswith("WARNING"))
     if state.finish_error:
         tr.write_line(state.finish_error, red=True)
     from deepeval.utils import get_is_running_deepeval
