@@ -31,6 +31,15 @@ _ASSETS = Path(__file__).with_name("html_assets")
 INPUT_CHARS = 160  # the question as the browser's table shows it; the full prompt is in the row's details
 
 
+def script_json(value: Any) -> str:
+    """``value`` as JSON that is inert inside a ``<script>`` element: ``<``, ``>`` and ``&`` written as
+    ``\\u003c``... escapes. Escaping only ``</`` is not enough: ``<!--<script>`` in any text (a question, a
+    model's SQL) moves the HTML parser into its "script data double escaped" state, where the real
+    ``</script>`` no longer closes the block and the page's own script is swallowed as data."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "") -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
@@ -125,7 +134,7 @@ def to_html(summary: Summary, records: Sequence[CaseRecord], gates: Sequence[Gat
     plots = "".join(_image(path) for path in images)
     models = "; ".join(f"{v} = {m.get('spec') or m.get('from_baseline', '')}" + (f" + {m['adapter']}" if m.get("adapter") else "")
                        for v, m in meta.get("models", {}).items())
-    data = json.dumps(case_data(summary, records), ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
+    data = script_json(case_data(summary, records))
     return (_ASSETS / "page.html").read_text(encoding="utf-8").format(
         style=(_ASSETS / "page.css").read_text(encoding="utf-8"),
         script=(_ASSETS / "cases.js").read_text(encoding="utf-8"),

@@ -23,17 +23,23 @@ SAMPLE = ("--spider-dbs=concert_singer", "--spider-sample=1", "--mmlu-subjects=a
           "--mmlu-sample=3", "--mmlu-shots=0", "--max-new-tokens=32")
 FULL_SIZE_LIMITS = {"megabytes": 40, "load_seconds": 20}
 
-pytestmark = [pytest.mark.model, pytest.mark.skipif(
-    not CHROMIUM.is_file(), reason=f"no Chromium at {CHROMIUM}: apt-get install chromium (.ci/run installs it)")]
+pytestmark = pytest.mark.model
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Chromium with a fresh profile (Playwright makes one per launch) and no background traffic."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+    """Chromium with a fresh profile (Playwright makes one per launch) and no background traffic: Debian's
+    package when installed, else the one Playwright downloads. A missing browser is a skip that names the
+    command that installs one (Playwright itself comes with the set-up's [test] extra). Tests ask for this
+    fixture first, so a skip costs nothing (no model run before it)."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed. Fix: bash scripts/setup.sh "
+                                   "(it installs the project with its [test] extra)")
+    with sync_api.sync_playwright() as playwright:
+        executable = str(CHROMIUM) if CHROMIUM.is_file() else None
+        if executable is None and not Path(playwright.chromium.executable_path).is_file():
+            pytest.skip(f"no Chromium: neither {CHROMIUM} nor Playwright's own browser is installed. "
+                        "Fix: python -m playwright install chromium")
+        browser = playwright.chromium.launch(executable_path=executable, args=FLAGS)
         yield browser
         browser.close()
 
@@ -81,7 +87,7 @@ def not_blank(png: bytes) -> bool:
     return len(set(pixels)) > 50 and sum(p != (255, 255, 255) for p in pixels) > 0.02 * len(pixels)
 
 
-def test_the_report_page_renders_offline_and_its_case_browser_filters(two_adapters, browser, tmp_path):
+def test_the_report_page_renders_offline_and_its_case_browser_filters(browser, two_adapters, tmp_path):
     run_ = two_adapters
     assert run_.rc == 0, run_.out
     page_path = run_.report_dir / "tradeoff.html"
@@ -116,6 +122,59 @@ def test_the_report_page_renders_offline_and_its_case_browser_filters(two_adapte
     detail = view.page.inner_text("#case-table tr.detail")
     first = min((c for c in run_.cases() if c["suite"] == "spider"), key=lambda c: c["id"])
     assert first["input"] in detail and first["reason"] in detail and "<|im_start|>" in detail  # the chat prompt
+    assert view.outside_requests() == []
+
+
+# Texts that end or reopen a script element, or switch the HTML parser's state inside one. Each gets a page of
+# its own: a later "-->" in the same page would return the parser to its normal state and hide the damage.
+HOSTILE = ["<!--<script>", "<!--", "<script>", "</script>", "</SCRIPT >", "<!--<script>a</script>",
+           "</script><script>document.body.dataset.injected=1</script>", "]]>", "&lt;&amp;"]
+FIELDS = ("id", "question", "gold", "prompt", "output", "answer", "outcome", "reason")
+
+
+def hostile_records(text: str) -> tuple[list[Any], Any]:
+    """A base and an adapter on one multiple-choice suite, three questions, whose every text that reaches
+    the page (id, subject, question, prompt, output, answer, gold, outcome, reason) holds ``text``."""
+    from evalkit.summary import CaseRecord, Layout
+
+    groups = tuple(f"subject {text} {i}" for i in range(3))
+    layout = Layout(title="own accuracy", group_title="subject", cluster_title="subject", groups=groups, choices=True)
+    records = []
+    for variant, right in (("base", 0), ("tuned", 1)):
+        for i, group in enumerate(groups):
+            passed = i % 2 == right
+            records.append(CaseRecord(
+                "own", variant, f"id {text} {i}", group, group, "choices-0shot", "scored", score=float(passed),
+                passed=passed, outcome=f"outcome {text}", extracted=f"answer {text}", output=f"output {text}",
+                reason=f"reason {text}", expected=f"gold {text}", input=f"question {text}", prompt=f"prompt {text}"))
+    return records, layout
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_every_text_renders_as_text_whatever_it_holds(browser, tmp_path, text):
+    """`<!--<script>` in a case's text used to put the parser into "script data double escaped": the case
+    data swallowed the page's own script and the case browser stayed empty."""
+    from evalkit.report.html import to_html
+    from evalkit.summary import summarize
+
+    records, layout = hostile_records(text)
+    summary = summarize(records, ["base", "tuned"], {"own": layout}, {"own": "choices-0shot"})
+    path = tmp_path / "tradeoff.html"
+    meta = {"models": {"base": {"spec": f"model {text}"}}, "warnings": [f"warning {text}"]}
+    path.write_text(to_html(summary, records, [], meta, []), encoding="utf-8")
+    view = Page(browser, path)
+
+    assert view.matching() == 3
+    assert view.page.eval_on_selector_all("script", "s => s.length") == 2  # the data block and the page's script
+    assert view.page.evaluate("document.body.dataset.injected") is None
+    assert f"model {text}" in view.page.inner_text("header") and f"warning {text}" in view.page.inner_text("#warnings")
+    assert f"subject {text} 1" in view.page.inner_text("#suite-own table.figures")
+    view.choose(variant="tuned")
+    view.page.fill("#f-text", f"id {text} 1")
+    assert view.matching() == 1
+    view.page.click("#case-table tbody tr.case")
+    shown = view.page.inner_text("#case-table tbody")
+    assert all(f"{field} {text}" in shown for field in FIELDS), shown
     assert view.outside_requests() == []
 
 
