@@ -33,6 +33,18 @@ FILES = {
     "piqa": ("piqa/dev.jsonl", "piqa/dev-labels.lst"),
     "openbookqa": ("openbookqa/Main/test.jsonl",),
 }
+FOLDERS = ("arc", "hellaswag", "winogrande", "piqa", "openbookqa")
+# Where each upstream release is, for `python -m evalkit.data fetch --upstream` (these are not on the hub in
+# their release form).
+UPSTREAM = {
+    "ARC": ("arc", "AI2's ARC-V1-Feb2018.zip (allenai.org/data/arc): ARC-Challenge/ and ARC-Easy/ as released"),
+    "HellaSwag": ("hellaswag", "github.com/rowanz/hellaswag, data/hellaswag_val.jsonl"),
+    "WinoGrande": ("winogrande", "AI2's winogrande_1.1.zip (winogrande.allenai.org): dev.jsonl, dev-labels.lst"),
+    "PIQA": ("piqa", "AI2's physicaliqa-train-dev.zip (leaderboard.allenai.org/physicaliqa): dev.jsonl, "
+                     "dev-labels.lst"),
+    "OpenBookQA": ("openbookqa", "AI2's OpenBookQA-V1-Sep2018.zip (allenai.org/data/open-book-qa): Data/Main/ "
+                                 "as Main/"),
+}
 EXPECTED_COUNTS = {"arc_challenge": 1172, "arc_easy": 2376, "hellaswag": 10042, "winogrande": 1267, "piqa": 1838,
                    "openbookqa": 500}
 T = TypeVar("T")
@@ -90,6 +102,23 @@ def files(name: str, root: Path | None = None) -> list[Path]:
 def available(name: str, root: Path) -> bool:
     """Whether the benchmark's files are there (a data folder with only Spider and MMLU is valid)."""
     return all(path.is_file() for path in files(name, root))
+
+
+def counts(root: Path) -> tuple[dict[str, int], list[str], list[str]]:
+    """For ``verify``: the rows of each benchmark present, those absent, and the problems met reading them."""
+    loaders = {"arc_challenge": lambda: load_arc("challenge", root), "arc_easy": lambda: load_arc("easy", root),
+               "hellaswag": lambda: load_hellaswag(root), "winogrande": lambda: load_winogrande(root),
+               "piqa": lambda: load_piqa(root), "openbookqa": lambda: load_openbookqa(root)}
+    found, missing, problems = {}, [], []
+    for name, load in loaders.items():
+        if not available(name, root):
+            missing.append(name)
+            continue
+        try:
+            found[name] = len(load())
+        except DataError as exc:
+            problems.append(str(exc))
+    return found, missing, problems
 
 
 def checksum(name: str, root: Path) -> str:

@@ -2,10 +2,13 @@
 
 Two sources:
 
-- ``--from DIR``: a local copy laid out as ``DIR/{spider,spider_syn,mmlu}`` (e.g. ``../shared/data``). Files
-  are copied and checked against each folder's ``SHA256SUMS`` when it has one.
+- ``--from DIR``: a local copy laid out as ``DIR/{spider,spider_syn,mmlu}`` (e.g. ``../shared/data``), with the
+  forgetting benchmarks' folders (``arc``, ``hellaswag``, ``winogrande``, ``piqa``, ``openbookqa``) when it has
+  them. Files are copied and checked against each folder's ``SHA256SUMS`` when it has one.
 - upstream (needs the network): MMLU through ``datasets`` from the hub dataset ``cais/mmlu``, written back
-  to the original CSV layout; Spider from its official release archive (a zip URL you can override).
+  to the original CSV layout; Spider from its official release archive (a zip URL you can override); for
+  the forgetting benchmarks it prints where each upstream release is (their files as released, not the
+  hub's reshaped copies, are what the suites read).
 
 ``verify`` checks counts (dev 1034, MMLU test 14042, ...) and checksums of whatever folder is in use.
 """
@@ -21,11 +24,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from evalkit.data import mmlu, spider
+from evalkit.data import commonsense, mmlu, spider
 from evalkit.data.files import sha256_file
 from evalkit.errors import DataError
 
-FOLDERS = ("spider", "spider_syn", "mmlu")
+FOLDERS = ("spider", "spider_syn", "mmlu", *commonsense.FOLDERS)
 # Checksums of the release files that carry no SHA256SUMS of their own (from shared/data/MANIFEST.md).
 KNOWN_SHA256 = {
     "spider/dev.json": "30d64a3fccde493226df79687aed9e4a1c0129525baf44f29c0573d914d758a4",
@@ -72,7 +75,7 @@ def verify(root: Path) -> Report:
     """Check counts and checksums of the data under ``root``; never raises for a bad file, it reports it."""
     lines: list[str] = []
     problems: list[str] = []
-    for folder in ("spider", "mmlu"):
+    for folder in ("spider", "mmlu", *commonsense.FOLDERS):
         if (root / folder / "SHA256SUMS").is_file():
             checked, found = _check_sums(root / folder)
             lines.append(f"{folder}: {checked} files checked against SHA256SUMS, {len(found)} problem(s)")
@@ -97,8 +100,16 @@ def verify(root: Path) -> Report:
     except DataError as exc:
         lines.append(f"spider train: unavailable ({exc})")
     lines.append("mmlu: " + ", ".join(f"{k.split()[1]} {v}" for k, v in counts.items() if k.startswith("mmlu")))
-    for name, expected in EXPECTED_COUNTS.items():
-        if counts[name] != expected:
+    found, missing_suites, broken = commonsense.counts(root)
+    if found:
+        lines.append("forgetting: " + ", ".join(f"{name} {n}" for name, n in found.items()))
+        counts.update(found)
+    if missing_suites:
+        lines.append(f"forgetting: no data for {', '.join(missing_suites)} (optional; `fetch --upstream` says where "
+                     "each comes from)")
+    problems += broken
+    for name, expected in {**EXPECTED_COUNTS, **commonsense.EXPECTED_COUNTS}.items():
+        if name in counts and counts[name] != expected:
             problems.append(f"{name}: {counts[name]} rows, expected {expected}")
     return Report(lines, problems)
 
@@ -155,6 +166,10 @@ def fetch_upstream(target: Path, spider_url: str = SPIDER_ARCHIVE_URL) -> None:
         raise DataError(f"Cannot download {MMLU_HUB_ID} ({exc}). Fix: connect to the internet (and unset "
                         "HF_DATASETS_OFFLINE / HF_HUB_OFFLINE), or use --from with a local copy.") from exc
     write_mmlu_csvs({split: hub[split] for split in ("dev", "validation", "test")}, target)
+    print("The forgetting suites' files are not on the hub in their upstream form; download each into the folder "
+          f"named, under {target}:")
+    for name, (folder, source) in commonsense.UPSTREAM.items():
+        print(f"  {name}: {folder}/ from {source}")
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / "spider.zip"
         try:
