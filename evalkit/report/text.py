@@ -70,7 +70,7 @@ def suite_rows(summary: Summary, suite: str) -> tuple[list[str], list[list[str]]
     adapters = [a for a in summary.adapters if a in s.deltas]
     header = [s.layout.group_title, *variants, *(f"Δ {a} vs {BASE}" for a in adapters)]
     rows = []
-    for label in [ALL, *s.groups]:
+    for label in [ALL, *(g for g in s.groups if g != ALL)]:  # a group of every example repeats the first row
         shown = ALL if label == ALL else s.layout.label(label)
         rows.append([shown, *(fmt_score(s.scores[v].get(label)) for v in variants),
                      *(fmt_delta(s.deltas[a].get(label)) for a in adapters)])

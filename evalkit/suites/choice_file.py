@@ -18,11 +18,12 @@ from typing import Any
 from evalkit.data.files import sha256_file
 from evalkit.errors import ConfigError, DataError
 from evalkit.suites.base import Example, LogLikelihoods, Scored, Suite
-from evalkit.summary import Layout
+from evalkit.summary import ALL, Layout
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 SURROGATE = re.compile("[\ud800-\udfff]")
+NO_SUBJECT = "no_subject"  # the group of the questions without a subject in a file where others have one
 FORMAT = ('{"question": "...", "choices": ["...", "..."], "answer": 0 (index) or "A", "subject": "optional", '
           '"id": "optional"}')
 
@@ -83,7 +84,7 @@ def _question(path: Path, number: int, line: str) -> dict[str, Any]:
         if problem:
             raise DataError(f"{where}: '{field}' holds {problem}, which is not text (it cannot be encoded as UTF-8). "
                             "Fix: remove it, or write the character it stands for (as itself, or as a full surrogate pair).")
-    return {"id": given.strip() if given else f"{number:05d}", "question": question, "choices": tuple(choices),
+    return {"id": given if given is not None else f"{number:05d}", "question": question, "choices": tuple(choices),
             "answer": LETTERS[answer], "subject": subject.strip() if subject else None}
 
 
@@ -118,17 +119,21 @@ class ChoiceFileSuite(Suite):
         self.name = name
         self.path = path
         self.questions = read_questions(path)
-        subjects = sorted({q["subject"] or "all" for q in self.questions})
+        subjects = {q["subject"] for q in self.questions}
+        # Without any subject the questions are one group, the whole ("all": no second row of the same
+        # figures); beside subjects, those without one are a group of their own.
+        self.ungrouped = ALL if subjects == {None} else NO_SUBJECT
+        groups = sorted({q["subject"] or self.ungrouped for q in self.questions})
         self.layout = Layout(title=f"{name} accuracy", group_title="subject", cluster_title="subject",
-                             groups=tuple(subjects), stratified=len(subjects) > 1, choices=True)
+                             groups=tuple(g for g in groups if g != ALL), stratified=len(groups) > 1, choices=True)
 
     @property
     def template(self) -> str:
         return "choices-0shot"
 
     def load(self) -> list[Example]:
-        return [Example(q["id"], q["subject"] or "all", q["subject"] or "all", q["subject"] or "all", q)
-                for q in self.questions]
+        return [Example(q["id"], group, group, group, q)
+                for q, group in ((q, q["subject"] or self.ungrouped) for q in self.questions)]
 
     def checksum(self) -> str:
         return sha256_file(self.path)

@@ -381,6 +381,14 @@ def test_own_multiple_choice_suite_from_a_jsonl_file(project, data_dir, results_
     ('{"question": "Q?", "choices": ["a", "b"]}', "line 2: missing field(s) answer"),
     ('{"question": "Q?", "choices": ["a", "b"], "answer": 0', "line 2: not valid JSON"),
     ('{"question": "Q?", "choices": ["a", "b"], "answer": 0, "answer": 1}', "line 2: field(s) answer given twice"),
+    ('{"question": "Q\\ud800?", "choices": ["a", "b"], "answer": 0}',
+     "line 2: 'question' holds the lone surrogate \\ud800 at character 2, which is not text"),
+    ('{"question": "Q?", "choices": ["a", "\\udfff"], "answer": 0}', "line 2: 'choices[1]' holds the lone surrogate \\udfff"),
+    ('{"question": "Q?", "choices": ["a", "b"], "answer": 0, "subject": "x\\ud83d"}', "line 2: 'subject' holds the lone"),
+    ('{"id": "\\ud800", "question": "Q?", "choices": ["a", "b"], "answer": 0}', "line 2: 'id' holds the lone surrogate"),
+    ('{"id": 0, "question": "Q?", "choices": ["a", "b"], "answer": 0}', "line 2: 'id' 0 is not non-empty text"),
+    ('{"id": "", "question": "Q?", "choices": ["a", "b"], "answer": 0}', "line 2: 'id' '' is not non-empty text"),
+    ('{"id": {"x": 1}, "question": "Q?", "choices": ["a", "b"], "answer": 0}', "line 2: 'id' {'x': 1} is not non-empty"),
 ])
 def test_malformed_choice_file_is_one_usage_error(project, tmp_path, line, message):
     path = tmp_path / "bad.jsonl"

@@ -107,7 +107,8 @@ def test_own_suite_joins_the_run_and_its_gates(tmp_path):
     assert [s.name for s in cfg.suites] == ["spider", "mmlu", "mine"]
     mine = cfg.suites[-1]
     examples = mine.load()
-    assert [(e.id, e.group) for e in examples] == [("00001", "arithmetic"), ("00002", "all")]
+    assert [(e.id, e.group) for e in examples] == [("00001", "arithmetic"), ("00002", "no_subject")]
+    assert mine.layout.groups == ("arithmetic", "no_subject") and mine.layout.stratified
     assert [e.data["answer"] for e in examples] == ["B", "A"]
     assert mine.continuations(examples[1]) == [" A", " B", " C"]
     assert mine.prompt(examples[0], None) == ("The following are multiple choice questions (with answers) about "

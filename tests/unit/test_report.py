@@ -193,3 +193,20 @@ def test_answer_says_when_a_passed_gate_cannot_resolve_its_margin():
             and line.endswith("more questions would resolve it."))
     decisive = evaluate_gates([parse_gate("spider.delta >= -0.5", {"spider": {"easy"}})], summary)
     assert "Inconclusive" not in answer_lines(summary, decisive)[0]
+
+
+def test_a_suite_without_subjects_has_one_all_row(tmp_path):
+    """Its questions form one group, the whole: the table showed two identical `all` rows."""
+    from evalkit.report.text import suite_rows
+    from evalkit.suites import ChoiceFileSuite
+
+    path = tmp_path / "mine.jsonl"
+    path.write_text("".join(json.dumps({"question": f"Q{i}?", "choices": ["a", "b"], "answer": i % 2}) + "\n"
+                            for i in range(6)))
+    suite = ChoiceFileSuite("mine", path)
+    records = [CaseRecord("mine", variant, e.id, e.group, e.cluster, suite.template, "scored",
+                          score=float(passed), passed=passed)
+               for variant in ("base", "tuned") for e in suite.load() for passed in [(int(e.id) + len(variant)) % 3 > 0]]
+    summary = summarize(records, ["base", "tuned"], {"mine": suite.layout}, {"mine": suite.template})
+    header, rows = suite_rows(summary, "mine")
+    assert [row[0] for row in rows] == ["all"] and not suite.layout.stratified
