@@ -38,7 +38,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from evalkit.errors import CacheError
+from evalkit.errors import CacheError, DataError
 from evalkit.paths import cache_dir, folder_problem
 
 SCHEMA_NAME = "evalkit-results"
@@ -54,9 +54,17 @@ def default_cache_path() -> Path:
 
 
 def result_key(engine_version: str, kind: str, model_key: str, request: Mapping[str, Any]) -> str:
-    """The cache key: a hash over everything that determines one result."""
+    """The cache key: a hash over everything that determines one result. A request whose text is not valid
+    Unicode (a lone surrogate, which JSON's ``"\\ud800"`` decodes to) raises :class:`DataError` naming it: no
+    tokenizer could encode it either, and a bare UnicodeEncodeError mid-run names neither the text nor the fix."""
     blob = json.dumps([engine_version, kind, model_key, request], sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    try:
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    except UnicodeEncodeError as exc:
+        around = blob[max(0, exc.start - 40):exc.end + 40].encode("utf-8", "backslashreplace").decode("ascii", "replace")
+        raise DataError(f"A {kind} request holds a lone surrogate (\\u{ord(blob[exc.start]):04x}), which is not text and "
+                        f"cannot be sent to a model: ...{around}... Fix: correct the data it came from (a --suite file "
+                        "is checked line by line when the run starts).") from None
 
 
 class ResultCache:

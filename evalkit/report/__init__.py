@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evalkit.report.files import read_cases, to_json, to_markdown, write_cases
+from evalkit.report.files import read_cases, to_json, to_markdown, write_cases, write_text
 from evalkit.report.html import to_html
 from evalkit.report.plots import plot_deltas, plot_effects, plot_tradeoff, plot_transitions
 from evalkit.report.text import render_text
@@ -45,10 +45,10 @@ def write_report(directory: Path, summary: Summary, records: Sequence[CaseRecord
     directory.mkdir(parents=True, exist_ok=True)
     rows = sort_records(records, summary.variants)
     written = [directory / "tradeoff.json", directory / "tradeoff.md", directory / "cases.jsonl"]
-    written[0].write_text(json.dumps(to_json(summary, gates, meta), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    written[1].write_text(to_markdown(summary, gates, meta), encoding="utf-8")
+    write_text(written[0], json.dumps(to_json(summary, gates, meta), indent=2, ensure_ascii=False) + "\n")
+    write_text(written[1], to_markdown(summary, gates, meta))
     write_cases(rows, written[2])
     plots = _plots(directory, summary, gates)
     page = directory / "tradeoff.html"
-    page.write_text(to_html(summary, rows, gates, meta, plots), encoding="utf-8")
+    write_text(page, to_html(summary, rows, gates, meta, plots))
     return [*written, *plots, page]

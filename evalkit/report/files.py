@@ -116,8 +116,16 @@ def _changes_markdown(summary: Summary, suite: str, shown: int = MD_FLIPS) -> li
     return parts
 
 
+def write_text(path: Path, text: str) -> None:
+    """UTF-8 ``text`` into ``path``. A lone surrogate (a dataset's ``"\\ud800"``, which JSON decodes to one) is
+    not text and has no UTF-8 form: it is written as that escape, which a JSON reader decodes back to the same
+    string, so a report or baseline never fails on the data it describes."""
+    path.write_text(text, encoding="utf-8", errors="backslashreplace")
+
+
 def write_cases(records: Iterable[CaseRecord], path: Path) -> None:
-    with path.open("w", encoding="utf-8") as handle:
+    """One JSON line per record (lone surrogates escaped as :func:`write_text` does)."""
+    with path.open("w", encoding="utf-8", errors="backslashreplace") as handle:
         for record in records:
             handle.write(json.dumps(clean(record.stored()), ensure_ascii=False) + "\n")
 

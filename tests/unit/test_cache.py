@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from evalkit.errors import CacheError, EvalkitError
+from evalkit.errors import CacheError, DataError, EvalkitError
 from evalkit.inference.cache import SQLITE_MAGIC, ResultCache, default_cache_path, result_key
 
 
@@ -223,3 +223,10 @@ def test_a_batch_that_cannot_be_stored_is_returned_with_a_warning(tmp_path: Path
         out = _cached_run(["a", "b"], lambda indices: iter([[(i, "x" * 5000 * (i + 1)) for i in indices]]),
                           cache=cache, kind="t", model_key="m", progress=False, unit="x")
     assert out == ["x" * 5000, "x" * 10000]
+
+
+def test_a_request_that_is_not_valid_unicode_is_a_data_error_naming_it() -> None:
+    """A lone surrogate in a prompt raised a bare UnicodeEncodeError from the cache key, mid-run."""
+    with pytest.raises(DataError, match=r"A generate request holds a lone surrogate \(\\ud800\).*Question: caf\\ud800\?"):
+        result_key("hf-1", "generate", "m", {"prompt": "Question: caf\ud800?", "max_new_tokens": 8})
+    assert result_key("hf-1", "generate", "m", {"prompt": "caf\U0001f600"})  # a real astral character is text

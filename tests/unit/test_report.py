@@ -210,3 +210,17 @@ def test_a_suite_without_subjects_has_one_all_row(tmp_path):
     summary = summarize(records, ["base", "tuned"], {"mine": suite.layout}, {"mine": suite.template})
     header, rows = suite_rows(summary, "mine")
     assert [row[0] for row in rows] == ["all"] and not suite.layout.stratified
+
+
+def test_text_that_is_not_valid_unicode_is_written_escaped_and_reads_back(tmp_path):
+    """A lone surrogate (a dataset row's "\\ud800", which JSON decodes) in a record's text crashed every
+    report file's write with UnicodeEncodeError; JSON files now carry it as the escape it came from."""
+    from dataclasses import replace
+
+    records = [replace(r, input="caf\ud800", expected="gold \udfff", output="out \ud83d", reason="why \ud800",
+                       extracted="x\ud800") if r.suite == "mmlu" else r for r in make_records()]
+    summary = summarize(records, VARIANTS, LAYOUTS, TEMPLATES)
+    write_report(tmp_path, summary, records, [], {"warnings": ["warn \ud800"]})
+    assert read_cases(tmp_path / "cases.jsonl") == sort_records(records, VARIANTS)
+    assert "warn \\ud800" in (tmp_path / "tradeoff.html").read_text(encoding="utf-8")
+    assert json.loads((tmp_path / "tradeoff.json").read_text(encoding="utf-8"))["warnings"] == ["warn \ud800"]
