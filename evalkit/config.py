@@ -17,7 +17,7 @@ from evalkit.errors import ConfigError
 from evalkit.gates import Gate, parse_gate
 from evalkit.integrations.trackers import check_trackers
 from evalkit.models.resolve import DTYPES
-from evalkit.suites import FAMILIES, FAMILY_LAYOUTS, REGISTRY, Suite, parse_suite_spec
+from evalkit.suites import FAMILIES, FAMILY_LAYOUTS, REGISTRY, ChoiceFileSuite, Suite, parse_suite_spec
 from evalkit.suites.base import parse_count, parse_names
 from evalkit.summary import BASE, Layout
 
@@ -157,11 +157,30 @@ def _variants(specs: Sequence[str], reserved: set[str]) -> tuple[Variant, ...]:
     return tuple(variants)
 
 
+# What a user's suite or adapter cannot be called: the base, and every built-in suite, family and marker
+# (``-m easy``, ``--suites=forgetting`` and gates select by these names), read off the registry.
+RESERVED = frozenset({BASE, *REGISTRY, *FAMILIES, *(marker for cls in REGISTRY.values() for marker in cls.markers)})
+
+
+def _own_suites(specs: Sequence[str]) -> list[ChoiceFileSuite]:
+    """The ``--suite NAME=PATH`` suites, each under a name of its own: a second file under one name was
+    dropped (``--suites=NAME``) or crashed every test, and a marker's name made ``-m easy`` select the file."""
+    own: list[ChoiceFileSuite] = []
+    for spec in specs:
+        suite = parse_suite_spec(spec)
+        if suite.name in RESERVED:
+            raise ConfigError(f"--suite {spec!r}: the name {suite.name!r} is reserved (the base, or a built-in suite, "
+                              f"family or marker). Fix: give your file another name, e.g. --suite my_{suite.name}=...")
+        first = next((s for s in own if s.name == suite.name), None)
+        if first is not None:
+            raise ConfigError(f"--suite {spec!r}: a second suite named {suite.name!r} (the first is {first.path}). "
+                              "Fix: give each file a name of its own.")
+        own.append(suite)
+    return own
+
+
 def _suites(raw: Mapping[str, Any], data_dir: Path) -> tuple[Suite, ...]:
-    own = [parse_suite_spec(spec) for spec in raw["suite"]]
-    clash = [s.name for s in own if s.name in REGISTRY]
-    if clash:
-        raise ConfigError(f"--suite {clash[0]}=...: {clash[0]!r} is a built-in suite. Fix: give your file another name.")
+    own = _own_suites(raw["suite"])
     available = [*REGISTRY, *(s.name for s in own)]
     named = parse_names("--suites", raw["suites"])
     unknown = sorted(set(named) - set(available) - set(FAMILIES))
@@ -227,7 +246,7 @@ def parse_run_config(raw: Mapping[str, Any], data_dir: Path, results_cache: Path
     if baseline and save_baseline:
         raise ConfigError("--baseline and --save-baseline together: a run either reads the base model's results or "
                           "writes them. Fix: drop one.")
-    reserved = {name for s in suites for name in s.all_markers()} | set(REGISTRY) | set(FAMILIES)
+    reserved = RESERVED | {name for s in suites for name in s.all_markers()}
     variants = _variants(raw["adapter"], reserved)
     gated = {s.name: s.layout.metrics for s in suites}
     gated |= {family: () for family, members in FAMILIES.items() if set(members) & set(gated)}

@@ -398,6 +398,18 @@ def test_malformed_choice_file_is_one_usage_error(project, tmp_path, line, messa
     assert f"{path}, {message}" in result.stderr.str() and "Fix:" in result.stderr.str()
 
 
+@pytest.mark.parametrize(("names", "message"), [
+    (("mine", "mine"), "a second suite named 'mine'"),
+    (("easy",), "the name 'easy' is reserved"),
+])
+def test_suite_names_that_clash_are_usage_errors_at_start_up(project, tmp_path, names, message):
+    path = tmp_path / "own.jsonl"
+    path.write_text('{"question": "Fine?", "choices": ["yes", "no"], "answer": "A"}\n')
+    result = project.runpytest_inprocess("--co", *(f"--suite={name}={path}" for name in names))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in result.stderr.str() and "Fix:" in result.stderr.str()
+
+
 def test_an_eval_test_that_does_not_measure_is_an_error(project, data_dir, results_cache):
     (project.path / "test_eval.py").write_text("def test_lazy(eval_item, tradeoff):\n    pass\n")
     run_ = run(project, data_dir, results_cache, *SMALL, "--suites=mmlu")

@@ -113,8 +113,26 @@ def test_own_suite_joins_the_run_and_its_gates(tmp_path):
     assert mine.continuations(examples[1]) == [" A", " B", " C"]
     assert mine.prompt(examples[0], None) == ("The following are multiple choice questions (with answers) about "
                                               "arithmetic.\n\n2+2?\nA. 3\nB. 4\nAnswer:")
-    with pytest.raises(ConfigError, match="'spider' is a built-in suite"):
-        parse(tmp_path, suite=[f"spider={path}"])
+
+
+@pytest.mark.parametrize("name", ["spider", "mmlu", "easy", "stem", "humanities", "base", "hellaswag", "arc_easy",
+                                  "forgetting"])
+def test_suite_names_that_are_built_in_suites_markers_families_or_the_base_are_refused(tmp_path, name):
+    """`--suite easy=...` was accepted, and `-m easy` then selected the user's file beside Spider's easy level."""
+    path = tmp_path / "mine.jsonl"
+    path.write_text('{"question": "2+2?", "choices": ["3", "4"], "answer": 1}\n')
+    with pytest.raises(ConfigError, match=f"--suite '{name}=.*': the name '{name}' is reserved .* Fix: give your file"):
+        parse(tmp_path, suite=[f"{name}={path}"])
+
+
+def test_two_suites_under_one_name_are_refused(tmp_path):
+    """The second file was dropped silently (--suites=NAME), or every test crashed: 'choices has 4 lists for 2
+    contexts'."""
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_text('{"question": "2+2?", "choices": ["3", "4"], "answer": 1}\n')
+    second.write_text('{"question": "3+3?", "choices": ["5", "6", "7", "8"], "answer": 1}\n')
+    with pytest.raises(ConfigError, match=f"a second suite named 'mine' \\(the first is {first}\\)"):
+        parse(tmp_path, suite=[f"mine={first}", f"mine={second}"], suites="mine")
 
 
 def test_dtype_auto_is_fp32_on_cpu_and_explicit_dtypes_are_kept():
