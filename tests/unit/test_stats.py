@@ -11,6 +11,7 @@ from scipy import optimize
 from scipy import stats as sps
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import proportion_confint
 
 from evalkit.stats import (adjusted_p_values, holm, macro_ci, macro_of, mean_ci, minimal_detectable_effect, paired_delta,
                            violation_p_value)
@@ -52,39 +53,22 @@ def test_unstratified_continuous_is_student_t():
     assert est.se == pytest.approx(np.std(values, ddof=1) / math.sqrt(6))
 
 
-def stratified_score_z(values: np.ndarray, strata: np.ndarray, null: float, equal_weights: bool = False) -> float:
-    """The stratified score statistic at ``sum_h W_h pi_h = null``, by a general-purpose optimiser: the rates
-    that maximise the binomial likelihood under that constraint (SLSQP), then
-    ``(p - null) / sqrt(sum_h W_h^2 pi_h (1 - pi_h) / (n_h - 1))``."""
-    labels = np.unique(strata)
-    sizes = np.array([np.sum(strata == label) for label in labels], dtype=float)
-    successes = np.array([values[strata == label].sum() for label in labels])
-    weights = np.full(labels.size, 1 / labels.size) if equal_weights else sizes / sizes.sum()
-
-    def negative_log_likelihood(pi: np.ndarray) -> float:
-        pi = np.clip(pi, 1e-12, 1 - 1e-12)
-        return -float(np.sum(successes * np.log(pi) + (sizes - successes) * np.log(1 - pi)))
-
-    fit = optimize.minimize(negative_log_likelihood, np.full(labels.size, null), method="SLSQP",
-                            bounds=[(1e-9, 1 - 1e-9)] * labels.size, options={"ftol": 1e-14, "maxiter": 500},
-                            constraints=[{"type": "eq", "fun": lambda pi: weights @ pi - null}])
-    variance = np.sum(weights ** 2 * fit.x * (1 - fit.x) / (sizes - 1))
-    return float((weights @ (successes / sizes) - null) / math.sqrt(variance))
-
-
-def test_stratified_binary_is_the_stratified_score_interval():
-    """Its SE is Cochran's, and at each bound the score statistic, recomputed with a general-purpose
-    constrained optimiser, is the normal quantile."""
+def test_stratified_binary_is_wilson_at_the_effective_sample_size():
+    """Korn and Graubard (1998) with Wilson's interval: n* = p(1-p)/SE^2 * (z / t_df)^2, with Cochran's SE and
+    the Satterthwaite df of sum_h a_h s_h^2 (a_h = W_h^2 / n_h, each s_h^2 on n_h - 1 df), written out."""
     rng = np.random.default_rng(7)
-    strata = np.repeat(["algebra", "anatomy", "law", "virology", "marketing"], [13, 20, 7, 30, 10])
-    values = (rng.random(strata.size) < np.repeat([0.2, 0.5, 0.9, 0.3, 0.6], [13, 20, 7, 30, 10])).astype(float)
+    sizes = [13, 20, 7, 30, 10]
+    strata = np.repeat(["algebra", "anatomy", "law", "virology", "marketing"], sizes)
+    values = (rng.random(strata.size) < np.repeat([0.2, 0.5, 0.9, 0.3, 0.6], sizes)).astype(float)
     est = mean_ci(values, strata=strata)
-    assert est.method == "stratified-score" and est.n_strata == 5 and est.df is None
-    assert est.se == pytest.approx(stratified_se(values, strata), rel=1e-12)
-    assert stratified_score_z(values, strata, est.lo) == pytest.approx(Z, abs=1e-4)
-    assert stratified_score_z(values, strata, est.hi) == pytest.approx(-Z, abs=1e-4)
-    macro = macro_ci(values, strata)
-    assert stratified_score_z(values, strata, macro.hi, equal_weights=True) == pytest.approx(-Z, abs=1e-4)
+    se = stratified_se(values, strata)
+    blocks = [values[strata == h] for h in np.unique(strata)]
+    parts = [(x.size / values.size) ** 2 * np.var(x, ddof=1) / x.size for x in blocks]
+    df = sum(parts) ** 2 / sum(part ** 2 / (x.size - 1) for part, x in zip(parts, blocks))
+    n_star = values.mean() * (1 - values.mean()) / se ** 2 * (Z / sps.t.ppf(0.975, df)) ** 2
+    assert est.method == "stratified-wilson" and est.n_strata == 5
+    assert est.se == pytest.approx(se, rel=1e-12) and est.df == pytest.approx(df) and est.n_effective == pytest.approx(n_star)
+    assert (est.lo, est.hi) == pytest.approx(proportion_confint(values.mean() * n_star, n_star, method="wilson"))
 
 
 def test_stratified_continuous_scores_use_the_stratified_t_interval():
@@ -125,13 +109,20 @@ def test_no_variation_gives_zero_width_stratified_interval_for_non_binary_scores
 
 
 def test_strata_without_variation_keep_a_real_interval():
-    """Every answer wrong (or right) in every subject: the stratified SE is 0, the stratified t interval
-    was [0, 0], and the score interval evaluates the variance away from the estimate."""
-    none_right = mean_ci([0, 0, 0, 0], strata=["algebra", "algebra", "law", "law"])
-    assert none_right.method == "stratified-score" and none_right.se == 0.0
-    assert none_right.lo == 0.0 and none_right.hi > mean_ci([0, 0, 0, 0]).hi
-    all_right = mean_ci([1, 1, 1, 1], strata=["algebra", "algebra", "law", "law"])
-    assert (all_right.lo, all_right.hi) == pytest.approx((1 - none_right.hi, 1.0))
+    """Every answer wrong in every subject, or one subject all wrong and one all right: the stratified SE is
+    0 and the stratified t interval was [0, 0]; nothing is credited (Wilson at n)."""
+    for values in ([0, 0, 0, 0], [0, 0, 1, 1]):
+        est = mean_ci(values, strata=["algebra", "algebra", "law", "law"])
+        assert est.method == "stratified-wilson" and est.se == 0.0 and est.n_effective == 4
+        assert (est.lo, est.hi) == (mean_ci(values).lo, mean_ci(values).hi)
+
+
+def test_few_varying_strata_widen_the_interval():
+    """One varying subject of two questions: its SE rests on one degree of freedom, so the effective sample
+    size shrinks by (z / t_1)^2 and the interval nearly spans [0, 1] (the stratified t part alone covered
+    19 % on two subjects of two questions at 5 %)."""
+    est = mean_ci([1, 0, 0, 0], strata=["algebra", "algebra", "law", "law"])
+    assert est.df == pytest.approx(1.0) and est.n_effective < 0.1 and est.hi - est.lo > 0.9
 
 
 def test_macro_is_the_mean_of_stratum_means_with_equal_weights():
@@ -140,7 +131,7 @@ def test_macro_is_the_mean_of_stratum_means_with_equal_weights():
     est = macro_ci(values, strata)
     assert est.mean == pytest.approx((0.8 + 0.25 + 0.5) / 3)
     assert est.se == pytest.approx(stratified_se(values, strata, equal_weights=True))
-    assert est.method == "stratified-score" and est.lo < est.mean < est.hi
+    assert est.method == "stratified-wilson" and est.lo < est.mean < est.hi
     # A stratum of one item: its variance is unknown, so the stratum means are the sample.
     single = macro_ci([1, 0, 1, 1, 0], ["a", "a", "b", "b", "c"])
     assert single.mean == pytest.approx((0.5 + 1 + 0) / 3) and single.n == 3 and single.method == "t"
@@ -283,7 +274,7 @@ def test_mismatched_inputs_raise_clear_errors():
 @pytest.mark.parametrize(("values", "strata"), [
     ([1] * 30 + [0] * 70, None),
     ([0.3, 0.5, 0.1, 0.9, 0.4, 0.2, 0.6], None),
-    ([1] * 30 + [0] * 70, ["a", "b", "c", "d"] * 25),  # stratified 0/1: the union of stratified-t and Wilson
+    ([1] * 30 + [0] * 70, ["a", "b", "c", "d"] * 25),  # stratified 0/1: Wilson at the effective sample size
     ([1] * 12 + [0] * 18 + [1] * 3 + [0] * 27, ["a"] * 30 + ["b"] * 30),
 ])
 @pytest.mark.parametrize("direction", [">=", "<="])
