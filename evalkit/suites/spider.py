@@ -17,8 +17,8 @@ TEMPLATES = ("spider-chat", "spider-fewshot")
 class SpiderSuite(Suite):
     """Spider dev (or train) questions, grouped by official hardness, one cluster per database.
 
-    Deltas are not stratified: McNemar's exact test on the questions, as is usual for Spider. An example
-    whose database file is missing is collected as skipped with that reason, never scored 0.
+    Deltas are not stratified: McNemar's test (with Tango's interval) on the questions, as is usual for Spider.
+    An example whose database file is missing is collected as skipped with that reason, never scored 0.
     """
 
     name = "spider"
