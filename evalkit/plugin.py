@@ -88,15 +88,15 @@ def training_data_warnings(cfg: RunConfig) -> list[str]:
 def check_outputs(cfg: RunConfig) -> None:
     """Raise an :class:`EvalkitError` when the result cache, the report folder or the baseline file's
     folder cannot be written."""
+    from evalkit.baseline import save_path_problem
     from evalkit.errors import ConfigError
     from evalkit.inference import ResultCache
     from evalkit.paths import folder_problem
 
     with ResultCache(cfg.results_cache / "results.sqlite") as cache:
         cache.check()
-    for flag, path, folder in (("--report-dir", cfg.report_dir, cfg.report_dir),
-                               ("--save-baseline", cfg.save_baseline, cfg.save_baseline and cfg.save_baseline.parent)):
-        problem = folder_problem(folder) if folder else None
+    for flag, path, problem in (("--report-dir", cfg.report_dir, folder_problem(cfg.report_dir)),
+                                ("--save-baseline", cfg.save_baseline, cfg.save_baseline and save_path_problem(cfg.save_baseline))):
         if problem:
             raise ConfigError(f"{flag} {path}: {problem}. Fix: pass a path in a folder you can write to.")
 

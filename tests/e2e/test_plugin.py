@@ -330,6 +330,7 @@ def old_schema_cache(folder: Path) -> Path:
     ("--results-cache={tmp}/old", "is a tradeoff result cache of schema version '0'"),
     ("--report-dir={tmp}/plain.txt/report", "--report-dir {tmp}/plain.txt/report: {tmp}/plain.txt is a file"),
     ("--save-baseline={tmp}/plain.txt/base.json", "--save-baseline {tmp}/plain.txt/base.json: {tmp}/plain.txt is a file"),
+    ("--save-baseline={tmp}", "--save-baseline {tmp}: {tmp} is a folder, not a file"),
 ])
 def test_data_cache_and_gate_problems_are_one_line_usage_errors(project, data_dir, option, message):
     """They came out as collection errors with chained tracebacks, an INTERNALERROR (cache under a file),
