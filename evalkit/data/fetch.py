@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evalkit.data import commonsense, mmlu, spider
-from evalkit.data.files import sha256_file
+from evalkit.data.files import decode_utf8, sha256_file
 from evalkit.errors import DataError
 
 FOLDERS = ("spider", "spider_syn", "mmlu", *commonsense.FOLDERS)
@@ -58,7 +58,11 @@ def _check_sums(folder: Path) -> tuple[int, list[str]]:
     sums = folder / "SHA256SUMS"
     problems = []
     checked = 0
-    for line_no, line in enumerate(sums.read_text().splitlines(), start=1):
+    try:  # without its byte-order mark, which an editor on Windows adds: it would spoil the first line's sum
+        text = decode_utf8(sums.read_bytes(), sums)
+    except DataError as exc:
+        return 0, [str(exc)]
+    for line_no, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         expected, _, name = line.partition("  ")

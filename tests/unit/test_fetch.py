@@ -69,3 +69,17 @@ def test_upstream_fetch_offline_fails_with_a_clear_message(tmp_path: Path, monke
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DataError, match=r"Cannot download cais/mmlu.*Fix: connect to the internet"):
         fetch.fetch_upstream(tmp_path)
+
+
+def test_a_byte_order_mark_in_sha256sums_is_not_part_of_the_first_sum(tmp_path: Path) -> None:
+    """An editor on Windows saves SHA256SUMS with a BOM: the intact first file was reported as corrupt."""
+    from evalkit.data.files import sha256_file
+
+    (tmp_path / "a.txt").write_text("alpha\n")
+    (tmp_path / "b.txt").write_text("beta\n")
+    lines = [f"{sha256_file(tmp_path / name)}  ./{name}" for name in ("a.txt", "b.txt")]
+    (tmp_path / "SHA256SUMS").write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n")
+    assert fetch._check_sums(tmp_path) == (2, [])
+    (tmp_path / "SHA256SUMS").write_bytes(b"\xff" + "\n".join(lines).encode())
+    checked, problems = fetch._check_sums(tmp_path)
+    assert checked == 0 and "SHA256SUMS, line 1: not UTF-8 text (byte 0xff)" in problems[0]
