@@ -44,12 +44,17 @@ def table(b: int, c: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     return base, other
 
 
-def agresti_min(b: int, c: int, n: int) -> tuple[float, float, float]:
-    """Before: the Agresti-Min (2005) interval (0.5 added to each cell) and the exact McNemar p-value."""
-    center = (c - b) / (n + 2)
-    half = Z * math.sqrt(b + c + 1 - (c - b) ** 2 / (n + 2)) / (n + 2)
+def agresti_min(b: int, c: int, n: int) -> tuple[float, float]:
+    """Before: center and SE of the Agresti-Min (2005) interval, the paired Wald interval after adding 0.5
+    to each cell (its gates used the Wald test on them)."""
+    return (c - b) / (n + 2), math.sqrt(b + c + 1 - (c - b) ** 2 / (n + 2)) / (n + 2)
+
+
+def before_paired(b: int, c: int, n: int) -> tuple[float, float, float]:
+    """Before: the Agresti-Min interval and, beside it, the exact McNemar p-value."""
+    center, se = agresti_min(b, c, n)
     p = float(sps.binomtest(c, b + c, 0.5).pvalue) if b + c else 1.0
-    return max(-1.0, center - half), min(1.0, center + half), p
+    return max(-1.0, center - Z * se), min(1.0, center + Z * se), p
 
 
 def tables(n: int, p_b: float, p_c: float, floor: float = 1e-10) -> Iterator[tuple[int, int, float]]:
@@ -73,7 +78,7 @@ def agreement() -> list[str]:
         before = now = count = 0
         for b in range(41):
             for c in range(41 - b):
-                lo, hi, p = agresti_min(b, c, n)
+                lo, hi, p = before_paired(b, c, n)
                 before += (p < 0.05) != (lo > 0 or hi < 0)
                 result = paired_delta(*table(b, c, n))
                 now += (result.p_value < 0.05) != (result.lo > 0 or result.hi < 0)
@@ -91,7 +96,7 @@ def coverage() -> list[str]:
         truth = p_c - p_b
         old = new = old_width = new_width = 0.0
         for b, c, probability in tables(n, p_b, p_c):
-            lo, hi, _ = agresti_min(b, c, n)
+            lo, hi, _ = before_paired(b, c, n)
             old += probability * (lo <= truth <= hi)
             old_width += probability * (hi - lo)
             result = paired_delta(*table(b, c, n))
@@ -109,7 +114,7 @@ def gate_size() -> list[str]:
         margin = p_c - p_b
         old = new = 0.0
         for b, c, probability in tables(n, p_b, p_c):
-            center, se = (c - b) / (n + 2), math.sqrt(b + c + 1 - (c - b) ** 2 / (n + 2)) / (n + 2)
+            center, se = agresti_min(b, c, n)
             old += probability * (sps.norm.cdf((center - margin) / se) < 0.025)
             new += probability * (violation_p_value(paired_delta(*table(b, c, n)), margin, ">=") < 0.025)
         rows.append(f"| {n:,} | {p_b:.0%} | {p_c:.0%} | delta >= {100 * margin:+.0f} pp | {old:.2%} | {new:.2%} |")
@@ -128,12 +133,13 @@ def stratified_t_half(values: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
 
 
 def draw(rng: np.random.Generator, reps: int, sizes: Sequence[int], rates: Sequence[float]) -> np.ndarray:
+    """``reps`` rows of 0/1 scores, stratum h's ``sizes[h]`` items right with probability ``rates[h]``."""
     return np.concatenate([rng.random((reps, size)) < rate for size, rate in zip(sizes, rates)], axis=1).astype(float)
 
 
 def stratified_delta(rng: np.random.Generator, reps: int) -> list[str]:
-    rows = ["| design | n | right -> wrong | wrong -> right | coverage, before | coverage, now | mean width before / now (pp) |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| design | n | right -> wrong | wrong -> right | coverage, before | coverage, now | "
+            "mean width before / now (pp) |", "|---|---|---|---|---|---|---|"]
     designs = [("2 subjects x 10", [10] * 2, 0.1, 0.0), ("4 subjects x 5", [5] * 4, 0.1, 0.0),
                ("4 subjects x 50", [50] * 4, 0.02, 0.0), ("57 subjects x 3-4", [4] * 29 + [3] * 28, 0.02, 0.0),
                ("57 subjects x 3-4", [4] * 29 + [3] * 28, 0.0225, 0.0025), ("57 subjects x 2", [2] * 57, 0.05, 0.0)]
@@ -150,7 +156,7 @@ def stratified_delta(rng: np.random.Generator, reps: int) -> list[str]:
         old = new = old_width = new_width = 0.0
         for i in range(reps):
             b, c = int(np.sum(diff[i] < 0)), int(np.sum(diff[i] > 0))
-            am_lo, am_hi, _ = agresti_min(b, c, n)
+            am_lo, am_hi, _ = before_paired(b, c, n)
             lo, hi = min(diff[i].mean() - half[i], am_lo), max(diff[i].mean() + half[i], am_hi)
             old += lo <= truth <= hi
             old_width += hi - lo
@@ -194,7 +200,8 @@ def stratified_accuracy(rng: np.random.Generator, reps: int) -> list[str]:
         means, half = values.mean(axis=1), stratified_t_half(values, sizes)
         wilson_lo, wilson_hi = proportion_confint(values.sum(axis=1), n, alpha=0.05, method="wilson")
         t_alone = np.mean((means - half <= truth) & (truth <= means + half))
-        old_lo, old_hi = np.maximum(0, np.minimum(means - half, wilson_lo)), np.minimum(1, np.maximum(means + half, wilson_hi))
+        old_lo = np.maximum(0, np.minimum(means - half, wilson_lo))
+        old_hi = np.minimum(1, np.maximum(means + half, wilson_hi))
         old, old_width = np.mean((old_lo <= truth) & (truth <= old_hi)), np.mean(old_hi - old_lo)
         strata = np.repeat(np.arange(len(sizes)), sizes)
         new = new_width = 0.0
@@ -218,7 +225,8 @@ def main() -> None:
     sections = [("Unstratified paired delta: p < 0.05 against the CI excluding 0", agreement),
                 ("Unstratified paired delta: exact coverage of the 95% CI", coverage),
                 ("Non-inferiority gate on the unstratified delta at its margin: exact false-fail rate", gate_size),
-                (f"Stratified paired delta: Monte Carlo coverage ({args.reps} runs)", lambda: stratified_delta(rng, args.reps)),
+                (f"Stratified paired delta: Monte Carlo coverage ({args.reps} runs)",
+                 lambda: stratified_delta(rng, args.reps)),
                 (f"Stratified accuracy: Monte Carlo coverage and mean width ({args.reps} runs)",
                  lambda: stratified_accuracy(rng, args.reps))]
     for title, rows in sections:
