@@ -178,14 +178,6 @@ def _wilson(mean: float, n: float, confidence: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def _ratio(numerator: float, variance: float) -> float:
-    """A score statistic ``numerator / sqrt(variance)``; at variance 0 (a hypothesis on the edge of the
-    parameter space) it is 0 when the data sit exactly there and infinite otherwise."""
-    if variance > 0:
-        return numerator / math.sqrt(variance)
-    return 0.0 if numerator == 0 else math.copysign(math.inf, numerator)
-
-
 def _stratified_estimate(array: np.ndarray, codes: np.ndarray, confidence: float, equal_weights: bool) -> Estimate:
     """Wilson's interval at the effective sample size for 0/1 scores, the stratified t interval otherwise."""
     mean, se, df = _stratified_se(array, codes, equal_weights)
@@ -195,7 +187,8 @@ def _stratified_estimate(array: np.ndarray, codes: np.ndarray, confidence: float
         terms = weights ** 2 * means * (1 - means) / (sizes - 1)  # W_h^2 s_h^2 / n_h, with s_h^2 of 0/1 scores
         if se > 0:
             satterthwaite = se ** 4 / float(np.sum(terms ** 2 / (sizes - 1)))
-            n_effective = mean * (1 - mean) / se ** 2 * (_z_quantile(confidence) / _t_quantile(confidence, satterthwaite)) ** 2
+            t_factor = (_z_quantile(confidence) / _t_quantile(confidence, satterthwaite)) ** 2
+            n_effective = mean * (1 - mean) / se ** 2 * t_factor
         else:  # no stratum varies: nothing to credit
             satterthwaite, n_effective = None, float(array.size)
         lo, hi = _wilson(mean, n_effective, confidence)
@@ -258,6 +251,14 @@ def macro_of(figures: Sequence[Estimate] | Sequence[PairedDelta], confidence: fl
         return PairedDelta(mean, se, lo, hi, n, None, _two_sided_t_p(mean, se, None), sum(f.b for f in deltas),
                            sum(f.c for f in deltas), f"normal (mean of {len(figures)} suites)", None, confidence)
     return Estimate(mean, se, lo, hi, n, None, "mean-of-suites", None, confidence)
+
+
+def _ratio(numerator: float, variance: float) -> float:
+    """A score statistic ``numerator / sqrt(variance)``; at variance 0 (a hypothesis on the edge of the
+    parameter space) it is 0 when the data sit exactly there and infinite otherwise."""
+    if variance > 0:
+        return numerator / math.sqrt(variance)
+    return 0.0 if numerator == 0 else math.copysign(math.inf, numerator)
 
 
 def _tango_z(b: int, c: int, n: int, delta: float) -> float:
