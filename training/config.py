@@ -36,6 +36,14 @@ SPLIT_HINT = ("use data.split: train (or train_spider / train_others), or set da
               "to train on evaluation data on purpose (run.json and every report then say so)")
 
 
+RUN_FILE = "run.json"  # what a training run writes into its output_dir first
+MAX_EPOCHS = 1000  # a LoRA fine-tune takes a handful; 10**12 would only end in a crash hours later
+# numpy's generator, which transformers' set_seed seeds, takes 0 <= seed < 2**32: a 23-digit seed failed after loading.
+Seed = Annotated[int, Field(ge=0, lt=2**32)]
+MAX_VALUES = 10_000  # values a config may expand to; one holds a few dozen
+SHOWN_CHARS = 80  # of a value quoted in an error message
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
@@ -51,7 +59,7 @@ class DataSection(_Section):
 
     split: Literal["train", "train_spider", "train_others", "dev"] = "train"
     sample: Annotated[int, Field(gt=0)] | None = None
-    seed: int = 0
+    seed: Seed = 0
     allow_eval_split: bool = False
     data_dir: str | None = None
 
@@ -88,7 +96,7 @@ class QuantizationSection(_Section):
 class TrainerSection(_Section):
     """trl ``SFTConfig`` fields, under short names."""
 
-    epochs: Annotated[int, Field(gt=0)] = 1
+    epochs: Annotated[int, Field(gt=0, le=MAX_EPOCHS)] = 1
     max_steps: Annotated[int, Field(gt=0)] | None = None
     learning_rate: Annotated[float, Field(gt=0)] = 2e-4
     scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts",
@@ -97,7 +105,7 @@ class TrainerSection(_Section):
     batch_size: Annotated[int, Field(gt=0)] = 4
     gradient_accumulation: Annotated[int, Field(gt=0)] = 1
     max_length: Annotated[int, Field(gt=0)] = 1024
-    seed: int = 42
+    seed: Seed = 42
     gradient_checkpointing: bool = False
     optim: Literal["adamw_torch", "adamw_torch_fused", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit",
                    "adafactor", "sgd"] = "adamw_torch"
@@ -178,7 +186,15 @@ _TYPE_FIXES = {
     "literal_error": "use one of the values listed",
     "finite_number": "write a finite number, e.g. 0.0002",
     "too_short": "list at least one, e.g. [q_proj, v_proj]",
+    "less_than": "use a smaller value",
+    "less_than_equal": "use a smaller value",
+    "greater_than_equal": "use a larger value",
 }
+
+
+def _clip(text: str) -> str:
+    """At most :data:`SHOWN_CHARS` of ``text``: a value can be megabytes long, its message must not be."""
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS - 1]}… ({len(text):,} characters)"
 
 
 def _describe(error: dict[str, Any]) -> str:
@@ -196,7 +212,7 @@ def _describe(error: dict[str, Any]) -> str:
     if kind == "value_error":
         return str(error["msg"]).removeprefix("Value error, ")
     got = error.get("input")
-    shown = f" (got {got!r}, a {type(got).__name__})" if kind != "missing" else ""
+    shown = f" (got {_clip(repr(got))}, a {type(got).__name__})" if kind != "missing" else ""
     fix = _TYPE_FIXES.get(kind, "see docs/training.md for allowed values")
     return f"{key}: {error['msg']}{shown}. Fix: {fix}."
 
@@ -214,12 +230,18 @@ def _check_paths(config: TrainingConfig) -> list[str]:
 
 def _check_output_dir(output_dir: str) -> list[str]:
     """output_dir names a folder that exists or can be created, and can be written (tried, not read from
-    permission bits): otherwise the run fails after loading the model."""
+    permission bits): otherwise the run fails after loading the model. An existing folder must be empty or
+    hold a training run (its run.json, written first): the run writes epoch-N/, final/, checkpoints/ and
+    loss.png, so /etc or ../../etc would get them among its own files, or lose files of the same name."""
     if not output_dir.strip():
         return ["output_dir: empty. Fix: name the folder the run writes its adapters to, e.g. runs/my-run."]
-    problem = folder_problem(Path(output_dir))
+    path = Path(output_dir).expanduser()
+    problem = folder_problem(path)
     if problem:
-        return [f"output_dir: {output_dir!r}: {problem}. Fix: choose a folder you can write to."]
+        return [f"output_dir: {_clip(repr(output_dir))}: {problem}. Fix: choose a folder you can write to."]
+    if path.is_dir() and not (path / RUN_FILE).is_file() and any(path.iterdir()):
+        return [f"output_dir: {_clip(repr(output_dir))} ({path.resolve()}) is a folder that holds other files and no "
+                f"training run ({RUN_FILE}). Fix: name a new or empty folder, e.g. runs/my-run."]
     return []
 
 
@@ -292,12 +314,31 @@ def _check_target_modules(targets: list[str], base: str) -> list[str]:
     return problems
 
 
+def _count_values(value: Any, limit: int) -> int:
+    """How many values ``value`` holds, a YAML alias counted at each use, counting no further than past
+    ``limit``: nine nested levels of nine aliases (a "billion laughs", 2 KB of YAML) are 387 million values,
+    which validation would expand until memory ran out, and whose error message would quote them all."""
+    count, stack = 0, [value]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack += [*item.keys(), *item.values()]
+        elif isinstance(item, list):
+            stack += item
+    return count
+
+
 def parse_config(raw: Any, source: str = "<config>") -> TrainingConfig:
     """Validate an already-parsed mapping; raise one ConfigError listing every problem."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of sections (output_dir, model, data, "
                           f"lora, ...), not {type(raw).__name__}. "
                           "Fix: start from training/configs/smollm2-135m-cpu.yaml.")
+    if _count_values(raw, MAX_VALUES) > MAX_VALUES:
+        raise ConfigError(f"{source}: the config expands to more than {MAX_VALUES:,} values (YAML anchors & and "
+                          "aliases * nested in each other: a \"billion laughs\"), and a training config holds a few "
+                          "dozen. Fix: write the values out, without nested aliases.")
     try:
         config = TrainingConfig.model_validate(raw)
     except ValidationError as exc:

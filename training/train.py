@@ -35,10 +35,9 @@ from evalkit.data.spider import SpiderExample, checksum, load_spider
 from evalkit.errors import ConfigError
 from evalkit.models import PROVENANCE_FILE, load_tokenizer, nf4_config, pick_device, resolve_base
 from evalkit.versions import package_versions
-from training.config import SPLIT_HINT, TrainingConfig
+from training.config import RUN_FILE, SPLIT_HINT, TrainingConfig
 
 EVAL_SPLIT = "dev"
-RUN_FILE = "run.json"
 LIBRARIES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "bitsandbytes", "tokenizers")
 
 

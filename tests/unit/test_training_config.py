@@ -213,3 +213,64 @@ except ConfigError as exc:
         (tmp_path / "ro").chmod(0o755)
     assert run.returncode == 0, run.stderr
     assert "output_dir: " in run.stdout and "cannot be written" in run.stdout and "Fix:" in run.stdout
+
+
+def laughs(levels: int) -> str:
+    """The "billion laughs": each level a list of nine aliases to the level below (2 KB for nine levels),
+    the last one the value of trainer.epochs."""
+    lines = ["output_dir: out", "levels:", '  - &a0 ["lol"]']
+    lines += [f"  - &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels + 1)]
+    return "\n".join([*lines, "trainer:", f"  epochs: *a{levels}"]) + "\n"
+
+
+@pytest.mark.parametrize("levels", [5, 9])
+def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path: Path, levels: int) -> None:
+    """Nine levels hung and grew past 2.6 GB before a MemoryError; five gave a 5.2-million-character error."""
+    with pytest.raises(ConfigError, match=r"expands to more than 10,000 values .*billion laughs.* Fix: write the "
+                                          r"values out") as caught:
+        load_config(write(tmp_path, laughs(levels)))
+    assert len(str(caught.value)) < 500
+
+
+def test_values_in_error_messages_are_clipped(tmp_path: Path) -> None:
+    """Three levels stay under the cap; the value the error quotes is clipped, not 729 lists long."""
+    with pytest.raises(ConfigError, match=r"levels: unknown key") as caught:
+        load_config(write(tmp_path, laughs(3)))
+    assert re.search(r"trainer\.epochs: .*\(got \[\[\[\['lol'\], .*… \([\d,]+ characters\), a list\)", str(caught.value))
+    assert len(str(caught.value)) < 1000
+    with pytest.raises(ConfigError, match=r"trainer\.epochs: .*\(got 'xxxx.*… \(100,002 characters\), a str\)"):
+        parse_config({"output_dir": "out", "trainer": {"epochs": "x" * 100_000}})
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ({"trainer": {"epochs": 10**12}}, "trainer.epochs: Input should be less than or equal to 1000"),
+    ({"trainer": {"seed": 10**22}}, "trainer.seed: Input should be less than 4294967296"),
+    ({"trainer": {"seed": -1}}, "trainer.seed: Input should be greater than or equal to 0"),
+    ({"data": {"seed": 2**32}}, "data.seed: Input should be less than 4294967296"),
+])
+def test_epochs_and_seeds_out_of_range_are_refused(raw: dict, message: str) -> None:
+    """10**12 epochs and a 23-digit seed passed validation and failed only once the model had loaded."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_config({"output_dir": "out", **raw})
+
+
+@pytest.mark.parametrize("folder", ["/etc", "../../etc"])
+def test_an_output_dir_holding_other_files_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, folder: str) -> None:
+    """/etc or ../../etc was accepted: the run would write epoch-N/, final/ and loss.png among its files."""
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "a" / "b")
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "passwd").write_text("x")
+    target = folder if folder.startswith("..") else "/etc"
+    with pytest.raises(ConfigError, match=rf"output_dir: '{re.escape(target)}' \(.*etc\) is a folder that holds other "
+                                          r"files and no training run \(run\.json\)\. Fix: name a new or empty folder"):
+        parse_config({"output_dir": target})
+
+
+def test_an_output_dir_that_is_new_empty_or_a_run_is_accepted(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.json").write_text("{}")
+    (tmp_path / "run" / "loss.png").write_text("")
+    for folder in ("new", "empty", "run"):
+        assert parse_config({"output_dir": str(tmp_path / folder)}).output_dir == str(tmp_path / folder)
