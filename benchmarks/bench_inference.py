@@ -34,6 +34,7 @@ from evalkit.data.spider import load_spider
 from evalkit.inference import ResultCache, choice_logprobs, generate
 from evalkit.inference.engine import max_length
 from evalkit.inference.planning import plan_prefix_groups, score_rows
+from evalkit.metrics.mmlu_accuracy import argmax
 from evalkit.models import LoadedModel, load_model
 from evalkit.prompts import mmlu_kshot_prompt, spider_chat_prompt
 
@@ -81,7 +82,7 @@ def bench_mmlu(model: LoadedModel, per_subject: int, subjects: list[str], naive:
     print(f"   {'method':<32}{'q/s':>8}{'time':>10}{'speed-up':>10}{'max |dlogp|':>13}{'same argmax':>13}")
     for name, (values, seconds) in runs.items():
         diff = max(abs(a - b) for x, y in zip(values, baseline) for a, b in zip(x, y))
-        same = sum(max(range(4), key=x.__getitem__) == max(range(4), key=y.__getitem__) for x, y in zip(values, baseline))
+        same = sum(argmax(x) == argmax(y) for x, y in zip(values, baseline))
         print(f"   {name:<32}{n / seconds:>8.2f}{seconds:>9.1f}s{baseline_s / seconds:>9.1f}x{diff:>13.1e}{same:>9}/{n}")
     prefix_s = runs["batched + prefix reuse"][1]
     assert warm == runs["batched + prefix reuse"][0]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evalkit.data.spider import SpiderExample
+from evalkit.metrics.mmlu_accuracy import argmax
 
 
 @dataclass
@@ -71,7 +72,7 @@ def compare_scores(first: Sequence[Sequence[float]], second: Sequence[Sequence[f
     differences = []
     for index, (a, b) in enumerate(zip(first, second, strict=True)):
         max_delta = max(max_delta, *(abs(x - y) for x, y in zip(a, b, strict=True)))
-        best_a, best_b = max(range(len(a)), key=a.__getitem__), max(range(len(b)), key=b.__getitem__)
+        best_a, best_b = argmax(a), argmax(b)
         same += best_a == best_b
         if best_a != best_b:
             ranked = sorted(a, reverse=True)
