@@ -31,8 +31,7 @@ Why these choices (docs/statistics.md has the long form; ``benchmarks/bench_inte
   unstratified scores the paired t interval and test. A paired bootstrap was rejected: it needs a seed,
   while these are deterministic (so serial and pytest-xdist runs agree to the last digit).
 - **Macro** (:func:`macro_ci`): the mean of the stratum means (every subject weighs the same), with
-  ``W_h = 1 / H`` and the same rules. A family of suites (:func:`macro_of`) is the mean of the suites'
-  figures, whose errors are independent (distinct items), with a normal interval.
+  ``W_h = 1 / H`` and the same rules.
 - **Gates** judge a figure against a threshold with a one-sided test at the CI's level
   (:func:`violation_p_value`), the test the interval inverts, so without correction "the p-value is below
   (1 - confidence) / 2" is the same decision as "the whole 95 % CI lies on the wrong side". :func:`holm`
@@ -230,27 +229,6 @@ def macro_ci(values: Sequence[float], strata: Sequence[object], confidence: floa
         _, codes = np.unique(np.asarray([str(s) for s in strata]), return_inverse=True)
         return _t_estimate(np.bincount(codes, weights=array) / np.bincount(codes), confidence)
     return _stratified_estimate(array, codes, confidence, equal_weights=True)
-
-
-def macro_of(figures: Sequence[Estimate] | Sequence[PairedDelta], confidence: float = 0.95) -> Estimate | PairedDelta:
-    """The unweighted mean of figures from different suites (a family's macro average: every suite weighs
-    the same), with a normal interval. The suites' items are distinct, so their errors are independent:
-    ``SE = sqrt(sum_k SE_k^2) / K``, with each figure's SE read off its own interval (half its width over
-    the normal quantile), so a suite at 0 % or 100 %, whose plain SE is 0, still counts with its real
-    uncertainty. A delta's p-value is the two-sided normal test of 0; ``b`` and ``c`` are the suites' sums."""
-    _check_confidence(confidence)
-    if not figures:
-        raise ValueError("macro_of: need at least one figure.")
-    z = _z_quantile(confidence)
-    means = [f.delta if isinstance(f, PairedDelta) else f.mean for f in figures]
-    mean = float(np.mean(means))
-    se = math.sqrt(sum(((f.hi - f.lo) / (2 * z)) ** 2 for f in figures)) / len(figures)
-    lo, hi, n = mean - z * se, mean + z * se, sum(f.n for f in figures)
-    if all(isinstance(f, PairedDelta) for f in figures):
-        deltas = [f for f in figures if isinstance(f, PairedDelta)]
-        return PairedDelta(mean, se, lo, hi, n, None, _two_sided_t_p(mean, se, None), sum(f.b for f in deltas),
-                           sum(f.c for f in deltas), f"normal (mean of {len(figures)} suites)", None, confidence)
-    return Estimate(mean, se, lo, hi, n, None, "mean-of-suites", None, confidence)
 
 
 def _ratio(numerator: float, variance: float) -> float:

@@ -13,7 +13,7 @@ from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
 
-from evalkit.stats import (adjusted_p_values, holm, macro_ci, macro_of, mean_ci, minimal_detectable_effect, paired_delta,
+from evalkit.stats import (adjusted_p_values, holm, macro_ci, mean_ci, minimal_detectable_effect, paired_delta,
                            violation_p_value)
 
 Z = sps.norm.ppf(0.975)
@@ -325,21 +325,6 @@ def test_holm_does_not_collect_garbage(monkeypatch):
     monkeypatch.setattr(gc, "collect", lambda *args: pytest.fail("gc.collect() called"))
     assert holm([0.01, 0.02]) == pytest.approx([0.02, 0.02])
     assert adjusted_p_values([0.01, 0.02], "fdr_bh") == pytest.approx([0.02, 0.02])
-
-
-def test_macro_of_suites_adds_independent_errors():
-    """A family's macro average: the suites' errors are independent, each read off its own interval."""
-    z = Z
-    scores = [mean_ci([1] * 30 + [0] * 70), mean_ci([0] * 50)]
-    macro = macro_of(scores)
-    half_widths = [(s.hi - s.lo) / 2 for s in scores]
-    assert macro.mean == pytest.approx(0.15) and macro.n == 150
-    assert macro.se == pytest.approx(math.hypot(*half_widths) / z / 2)
-    assert (macro.lo, macro.hi) == pytest.approx((0.15 - z * macro.se, 0.15 + z * macro.se))
-    deltas = [paired_delta(*table(2, 9, 100)), paired_delta(*table(4, 4, 60))]
-    family = macro_of(deltas)
-    assert (family.b, family.c) == (6, 13) and family.p_value == pytest.approx(2 * sps.norm.sf(family.delta / family.se))
-    assert violation_p_value(family, family.hi, ">=") == pytest.approx(0.025)
 
 
 def test_minimal_detectable_effect():
