@@ -357,7 +357,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         elif record is not None and report.failed and call.excinfo and call.excinfo.errisinstance(AssertionError):
             report.longrepr = call.excinfo.exconly()
     if record is not None:
-        extra += [("tradeoff", record.to_dict()), *case_properties(record)]  # the latter for --junitxml
+        extra.append(("tradeoff", record.to_dict()))
+        # as record_property does: JUnit XML takes a test's properties from its teardown report, made from these
+        item.user_properties += case_properties(record)
     if extra:
         report.user_properties = [*report.user_properties, *extra]
     return report
@@ -457,7 +459,7 @@ def _repeat_answer_at_exit(state: Any) -> None:
     again when the process exits, so it is still the last thing on the screen."""
     import atexit
 
-    from evalkit.report.text import answer_lines
+    from evalkit.report.answer import answer_lines
 
     lines = [f"Answer: {line}" for line in answer_lines(state.summary, state.gate_results)]
     if state.written:

@@ -76,6 +76,13 @@ def _figures(kind: type, value: Mapping[str, Any]) -> Figures:
                    clusters={c: _decode(kind, v) for c, v in value.get("clusters", {}).items()})
 
 
+def _gate(entry: Mapping[str, Any]) -> GateResult:
+    """A gate result; ``tradeoff.json`` writes NaN as ``null``, and a judged gate always has a detectable
+    effect (NaN when every item scored the same), so its ``null`` is NaN, as the evidence must say."""
+    gate = _decode(GateResult, entry)
+    return dataclasses.replace(gate, mde=math.nan) if gate.mde is None and gate.verdict != "ERROR" else gate
+
+
 def known_layouts() -> dict[str, Layout]:
     """The layout of every built-in suite and suite family (e.g. ``forgetting``), by name."""
     from evalkit.suites import FAMILY_LAYOUTS, REGISTRY
@@ -128,7 +135,7 @@ def load_report(directory: Path) -> SavedReport:
         known = known_layouts()
         suites = {name: _suite(name, entry, _layout(name, entry, known)) for name, entry in doc["suites"].items()}
         summary = Summary(list(doc["variants"]), suites, float(doc["confidence"]))
-        gates = [_decode(GateResult, g) for g in doc.get("gates", [])]
+        gates = [_gate(g) for g in doc.get("gates", [])]
     except (KeyError, TypeError, ValueError) as exc:
         raise ReportError(f"{path} ({doc['format']}) does not have the fields this tradeoff reads "
                           f"({type(exc).__name__}: {exc}). Fix: re-render it with the tradeoff version that wrote "

@@ -70,6 +70,7 @@ def _wandb(saved: SavedReport) -> str:
         where = f"W&B run {run.id} ({run.project}, {run.settings.mode}: {run.dir})"
     finally:
         run.finish()
+        wandb.teardown()  # W&B's service writes the run file (offline) or uploads it (online) only as it stops
     return where
 
 

@@ -22,6 +22,7 @@ from evalkit.models.loading import worker_device, workers_note
 from evalkit.readback import SavedReport, load_report
 from evalkit.summary import CaseRecord
 from saved_reports import write_saved_report
+from step_summary import check_step_summary
 
 
 @pytest.fixture(scope="module")
@@ -54,41 +55,6 @@ def test_figures_are_tradeoff_json_s_under_gate_style_names(saved: SavedReport) 
     assert gate_name(odd) == "v1/gate/mine.a_b_c.score at most 0.5"  # what every tracker accepts in a name
 
 
-def _tables(markdown: str) -> list[list[list[str]]]:
-    """Every table as GitHub renders it (markdown-it with GFM tables): rows of cell texts."""
-    from markdown_it import MarkdownIt
-
-    tables, rows, cells = [], [], None
-    for token in MarkdownIt("commonmark").enable("table").parse(markdown):
-        if token.type == "table_open":
-            rows = []
-        elif token.type == "tr_open":
-            cells = []
-        elif token.type == "inline" and cells is not None:
-            cells.append(token.content)
-        elif token.type == "tr_close":
-            rows.append(cells)
-            cells = None
-        elif token.type == "table_close":
-            tables.append(rows)
-    return tables
-
-
-def check_step_summary(text: str, saved: SavedReport) -> None:
-    """The job summary is the report's tradeoff.md, and every one of its tables renders as a table with the
-    answer, each suite's figures and the gates in their cells."""
-    markdown = (saved.directory / "tradeoff.md").read_text()
-    assert text == markdown + "\n"
-    tables = _tables(text)
-    assert len(tables) == sum(line.startswith("|---") for line in markdown.splitlines())
-    assert all(len(row) == len(table[0]) for table in tables for row in table)
-    assert text.index(saved.doc["answer"][0]) < text.index("## Regression gates")
-    gates = next(t for t in tables if t[0] == ["gate", "figure", "evidence", "verdict"])
-    assert [(row[0], row[3]) for row in gates[1:]] == [(g.label, f"**{g.verdict}**") for g in saved.gates]
-    spider = next(t for t in tables if t[0][0] == "hardness")
-    assert spider[1][0] == "all" and spider[1][1].endswith("n=60")  # the overall row first
-
-
 def test_github_step_summary_and_annotations(saved: SavedReport, tmp_path: Path) -> None:
     summary = tmp_path / "step_summary.md"
     summary.write_text("earlier step\n")
@@ -96,8 +62,10 @@ def test_github_step_summary_and_annotations(saved: SavedReport, tmp_path: Path)
     check_step_summary(summary.read_text().removeprefix("earlier step\n"), saved)
     errors = [line for line in lines if line.startswith("::error ")]
     # in the title (a property) ":" and "," are escaped, in the message only "%" and line breaks
+    failed = saved.gates[1]
+    assert failed.figure_text.startswith("44.4% [")
     assert errors == [f"::error title=tradeoff gate FAIL%3A mmlu.score >= 0.95 (mmlu.score@epoch-1)::"
-                      f"44.4%25 [30.6%25, 59.2%25] n=45 >= 95.0%25; {saved.gates[1].evidence}. "
+                      f"{failed.figure_text.replace('%', '%25')}; {failed.evidence}. "
                       f"Report: {saved.directory / 'tradeoff.md'}"]
     notices = [line for line in lines if line.startswith("::notice ")]
     assert notices == [f"::notice title=tradeoff answer::{saved.doc['answer'][0].replace('%', '%25')}"]
