@@ -242,7 +242,7 @@ def _ratio(numerator: float, variance: float) -> float:
 def _tango_z(b: int, c: int, n: int, delta: float) -> float:
     """Tango's (1998) score statistic for "the paired difference of proportions is ``delta``": b items went
     right -> wrong, c wrong -> right, of n. The variance is taken at the restricted maximum-likelihood
-    estimate of the right -> wrong rate, in closed form (Tango 1998, eq. 3); at delta = 0 the statistic
+    estimate of the right -> wrong rate, in closed form (Tango 1998); at delta = 0 the statistic
     is McNemar's ``(c - b) / sqrt(b + c)``. It falls as ``delta`` rises."""
     a_, b_ = 2.0 * n, -b - c + (2.0 * n - c + b) * delta
     c_ = -b * delta * (1 - delta)
