@@ -33,7 +33,7 @@ def test_demo_trains_evaluates_answers_and_reuses_on_rerun(tmp_path: Path, data_
         "trainer": {"epochs": 1, "batch_size": 4, "learning_rate": 1e-3, "max_length": 256, "device": "cpu"},
     }))
     report = tmp_path / "report"
-    args = ["--config", str(config), "--report-dir", str(report), "--spider-sample=1", "--mmlu-sample=1",
+    args = ["--config", str(config), "--report-dir", str(report), "--spider-sample=1", "--mmlu-sample=1", "--forgetting-sample=2",
             "--mmlu-subjects=anatomy,global_facts", f"--results-cache={tmp_path / 'cache'}", f"--data-dir={data_dir}"]
     cold = _demo(*args)
     out = cold.stdout + cold.stderr
@@ -51,6 +51,11 @@ def test_demo_trains_evaluates_answers_and_reuses_on_rerun(tmp_path: Path, data_
     result = json.loads((report / "tradeoff.json").read_text())
     assert result["answer"] and result["answer"][0].startswith("cpu-lora vs base: ")
     assert result["suites"]["mmlu"]["template"] == "mmlu-cloze-5shot"
+    # The cost side: the forgetting suites the embedded model is above chance on, and their macro average.
+    assert {"hellaswag", "arc_easy", "piqa", "openbookqa", "forgetting"} <= set(result["suites"])
+    assert result["suites"]["forgetting"]["deltas"]["cpu-lora"]["all"]["n"] == 8
+    assert [g["gate"] for g in result["gates"]] == ["spider.delta >= 0", "forgetting.delta >= -0.02",
+                                                    "mmlu.delta >= -0.02"]
 
     warm = _demo(*args)
     assert warm.returncode == cold.returncode, warm.stdout + warm.stderr

@@ -28,7 +28,7 @@ MMLU_SUBJECTS = ("abstract_algebra", "philosophy")  # STEM and humanities
 MMLU_PER_SUBJECT = 2
 # Options are passed as --name=value: pytest pre-parses the command line before the conftest registers
 # the plugin's options, and would take a separate path value for a test path (with the wrong rootdir).
-SMALL = (f"--spider-dbs={SPIDER_DB}", "--spider-sample=1", f"--mmlu-subjects={','.join(MMLU_SUBJECTS)}",
+SMALL = ("--suites=spider,mmlu", f"--spider-dbs={SPIDER_DB}", "--spider-sample=1", f"--mmlu-subjects={','.join(MMLU_SUBJECTS)}",
          f"--mmlu-sample={MMLU_PER_SUBJECT}", "--mmlu-shots=0", "--max-new-tokens=24")
 
 
