@@ -1,6 +1,6 @@
 """Renderers of a :class:`~evalkit.summary.Summary`: text tables (:mod:`.text`), files (:mod:`.files`),
-plots (:mod:`.plots`), the self-contained HTML page (:mod:`.html`); :func:`write_report` writes them all
-into one folder."""
+plots (:mod:`.plots`), the self-contained HTML page (:mod:`.html`), all laying out the same table rows
+(:mod:`.rows`) and answer lines (:mod:`.answer`); :func:`write_report` writes them all into one folder."""
 
 from __future__ import annotations
 

@@ -1,14 +1,23 @@
-"""The trade-off in words: one sentence per adapter and suite, read off the paired deltas' CIs.
+"""The trade-off in words: one line per adapter, read off the paired deltas' CIs, then its gates' verdicts.
 
 A reader should not need a statistics course to use the summary. Each sentence says whether the change is
 a real gain, a real loss, or not distinguishable from none (the CI straddles 0), and in that last case how
-large a change the sample still rules out; a score at chance says so, since its delta is then noise.
+large a change the sample still rules out; a score at chance says so, since its delta is then noise. A gate
+that passed on a CI still holding its margin is called inconclusive: the sample cannot tell which side of
+the margin the truth is on. Every renderer prints these same lines.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from evalkit.report.rows import fmt_score
 from evalkit.stats import PairedDelta
 from evalkit.summary import BASE, Summary, SuiteSummary
+
+if TYPE_CHECKING:
+    from evalkit.gates import GateResult
 
 
 def _points(value: float) -> str:
@@ -33,21 +42,43 @@ def _at_chance(suite: SuiteSummary, variant: str) -> bool:
     return any(w.startswith(f"{suite.suite} {variant}: ") and "includes chance" in w for w in suite.warnings)
 
 
-def answer(summary: Summary) -> list[str]:
-    """One line per adapter: each suite's change against the base, the target suites first."""
-    lines = []
-    ordered = sorted(summary.suites.values(), key=lambda s: s.layout.role != "target")
-    for adapter in summary.adapters:
-        parts = []
-        for suite in ordered:
-            delta = suite.deltas.get(adapter)
-            if delta is None:
-                continue
-            sentence = delta_sentence(suite.layout.title, delta.overall)
-            chance = [v for v in (BASE, adapter) if _at_chance(suite, v)]
-            if chance:
-                sentence += f" (but {' and '.join(chance)} score at chance here, so this change is noise)"
-            parts.append(sentence)
-        if parts:
-            lines.append(f"{adapter} vs {BASE}: " + "; ".join(parts) + ".")
-    return lines
+def _suite_sentences(summary: Summary, adapter: str) -> list[str]:
+    """Each suite's change against the base, the target suites first."""
+    sentences = []
+    for suite in sorted(summary.suites.values(), key=lambda s: s.layout.role != "target"):
+        delta = suite.deltas.get(adapter)
+        if delta is None:
+            continue
+        sentence = delta_sentence(suite.layout.title, delta.overall)
+        chance = [v for v in (BASE, adapter) if _at_chance(suite, v)]
+        if chance:
+            sentence += f" (but {' and '.join(chance)} score at chance here, so this change is noise)"
+        sentences.append(sentence)
+    return sentences
+
+
+def _gate_words(adapter: str, gates: Sequence[GateResult]) -> str:
+    """How the adapter's gates ended, and which passed without resolving their margin."""
+    verdicts = [g for g in gates if g.label.endswith(f"@{adapter}")]
+    if not verdicts:
+        return ""
+    failed = [g.label for g in verdicts if g.verdict != "PASS"]
+    words = f" Gates: {len(verdicts) - len(failed)} of {len(verdicts)} pass" + (
+        f" (not: {', '.join(failed)})." if failed else ".")
+    unresolved = [g for g in verdicts if g.verdict == "PASS" and g.lo is not None and g.hi is not None
+                  and g.lo < g.threshold < g.hi]
+    if unresolved:
+        words += " Inconclusive at " + ", ".join(f"{g.label} (its CI {100 * g.lo:+.1f} to {100 * g.hi:+.1f} pp "
+                                                 f"contains the margin {100 * g.threshold:+.1f} pp)"
+                                                 for g in unresolved) + ": more questions would resolve it."
+    return words
+
+
+def answer_lines(summary: Summary, gates: Sequence[GateResult] = ()) -> list[str]:
+    """The answer, one line per adapter (its suites' changes in words, then its gates); the base's scores
+    when no adapter ran."""
+    if not summary.adapters:
+        return ["base: " + "; ".join(f"{s.layout.title} {fmt_score(s.scores[BASE].overall)}"
+                                     for s in summary.suites.values() if BASE in s.scores)]
+    return [f"{adapter} vs {BASE}: " + "; ".join(sentences) + "." + _gate_words(adapter, gates)
+            for adapter in summary.adapters if (sentences := _suite_sentences(summary, adapter))]

@@ -20,8 +20,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evalkit.report.text import (answer_lines, counts_line, effects_rows, flips_line, positions_rows, short,
-                                 suite_caption, suite_rows, suite_title, transition_rows, warnings)
+from evalkit.report.answer import answer_lines
+from evalkit.report.rows import (counts_line, effects_rows, flips_line, positions_rows, short, suite_caption, suite_rows,
+                                 suite_title, transition_rows, warnings)
 from evalkit.summary import BASE, CaseRecord, Summary
 
 if TYPE_CHECKING:

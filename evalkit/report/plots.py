@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evalkit.report.text import finite
+from evalkit.report.rows import finite
 from evalkit.summary import ALL, BASE, Summary
 
 if TYPE_CHECKING:

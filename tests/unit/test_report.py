@@ -176,7 +176,7 @@ def test_few_subjects_per_category_never_give_absurd_intervals(data_dir):
 
 def test_answer_says_when_a_passed_gate_cannot_resolve_its_margin():
     from evalkit.gates import evaluate_gates, parse_gate
-    from evalkit.report.text import answer_lines
+    from evalkit.report.answer import answer_lines
 
     # 80 MMLU-like questions, 4 flips each way: a delta of 0 whose CI straddles -2 pp.
     base = [1.0] * 40 + [0.0] * 40
@@ -197,7 +197,7 @@ def test_answer_says_when_a_passed_gate_cannot_resolve_its_margin():
 
 def test_a_suite_without_subjects_has_one_all_row(tmp_path):
     """Its questions form one group, the whole: the table showed two identical `all` rows."""
-    from evalkit.report.text import suite_rows
+    from evalkit.report.rows import suite_rows
     from evalkit.suites import ChoiceFileSuite
 
     path = tmp_path / "mine.jsonl"
