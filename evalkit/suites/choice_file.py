@@ -36,7 +36,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
-def lone_surrogate(text: str) -> str | None:
+def _lone_surrogate(text: str) -> str | None:
     """Where ``text`` holds a lone surrogate (JSON's ``"\\ud800"`` decodes to one), described, or None.
     Such a string is not text: it cannot be encoded as UTF-8, so the result cache, a tokenizer and the report
     would each fail on it mid-run. A surrogate pair written as escapes decodes to one character, not two."""
@@ -80,7 +80,7 @@ def _question(path: Path, number: int, line: str) -> dict[str, Any]:
     texts = {"id": given, "question": question, "subject": subject,
              **{f"choices[{i}]": choice for i, choice in enumerate(choices)}}
     for field, text in texts.items():
-        problem = lone_surrogate(text) if text is not None else None
+        problem = _lone_surrogate(text) if text is not None else None
         if problem:
             raise DataError(f"{where}: '{field}' holds {problem}, which is not text (it cannot be encoded as UTF-8). "
                             "Fix: remove it, or write the character it stands for (as itself, or as a full surrogate pair).")
