@@ -384,3 +384,26 @@ def minimal_detectable_effect(se: float, df: float | None = None, confidence: fl
         raise ValueError(f"power must be between 0 and 1 (e.g. 0.8), got {power}.")
     dist = _dist(df)
     return float((dist.ppf(0.5 + confidence / 2) + dist.ppf(power)) * se)
+
+
+def macro_of(figures: Sequence[Estimate | PairedDelta], confidence: float) -> Estimate | PairedDelta:
+    """The unweighted mean of independent figures (each suite of a family weighs the same), with the normal
+    interval of a mean of independent estimates: SE ``sqrt(sum_k SE_k^2) / K``, each SE_k read from that
+    figure's own interval (half its width over the normal quantile), so the members' interval methods carry
+    over; the p-value is that interval's two-sided normal test, and b, c add up over the members."""
+    _check_confidence(confidence)
+    if not figures:
+        raise ValueError("macro_of: no figures to average.")
+    norm = _sps().norm
+    z = float(norm.ppf(0.5 + confidence / 2))
+    k = len(figures)
+    point = sum(f.delta if isinstance(f, PairedDelta) else f.mean for f in figures) / k
+    se = math.sqrt(sum(((f.hi - f.lo) / (2 * z)) ** 2 for f in figures)) / k
+    lo, hi, n = point - z * se, point + z * se, sum(f.n for f in figures)
+    if all(isinstance(f, PairedDelta) for f in figures):
+        p_value = float(2 * norm.sf(abs(point) / se)) if se > 0 else float(point == 0)
+        return PairedDelta(delta=point, se=se, lo=max(-1.0, lo), hi=min(1.0, hi), n=n, n_strata=k, p_value=p_value,
+                           b=sum(f.b for f in figures), c=sum(f.c for f in figures),  # type: ignore[union-attr]
+                           test=f"macro average of {k} paired deltas (normal)", df=math.inf, confidence=confidence)
+    return Estimate(mean=point, se=se, lo=max(0.0, lo), hi=min(1.0, hi), n=n, n_strata=k, method="macro", df=math.inf,
+                    confidence=confidence)

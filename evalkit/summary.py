@@ -11,14 +11,13 @@ family of suites (the forgetting suites) is also summarised as one: the macro av
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from evalkit.changes import Changes, changes
 from evalkit.records import ALL, BASE, CaseRecord, Figures
-from evalkit.stats import Estimate, PairedDelta, macro_ci, mean_ci, paired_delta
+from evalkit.stats import Estimate, PairedDelta, macro_ci, macro_of, mean_ci, paired_delta
 
 __all__ = ["ALL", "BASE", "CaseRecord", "Counts", "Figures", "Layout", "Summary", "SuiteSummary", "sort_records",
            "summarize"]
@@ -267,7 +266,7 @@ def _family_summary(family: str, layout: Layout, members: Sequence[SuiteSummary]
         figures = {m.suite: by_variant(m)[variant].overall for m in members if variant in by_variant(m)}
         if len(figures) < len(members):
             return None
-        return Figures(overall=_macro_of(list(figures.values()), confidence), groups=figures, clusters=figures)
+        return Figures(overall=macro_of(list(figures.values()), confidence), groups=figures, clusters=figures)
 
     scores = {v: f for v in variants if (f := combined(lambda m: m.scores, v)) is not None}
     deltas = {a: f for a in variants if a != BASE and (f := combined(lambda m: m.deltas, a)) is not None}
@@ -277,23 +276,3 @@ def _family_summary(family: str, layout: Layout, members: Sequence[SuiteSummary]
     return SuiteSummary(family, "+".join(m.template for m in members), layout, counts=counts, scores=scores,
                         deltas=deltas)
 
-
-def _macro_of(figures: Sequence[Estimate | PairedDelta], confidence: float) -> Estimate | PairedDelta:
-    """The unweighted mean of independent figures (each suite of a family weighs the same), with the normal
-    interval of a mean of independent estimates: SE ``sqrt(sum_k SE_k^2) / K``, each SE_k read from that
-    figure's own interval (half its width over the normal quantile), so the members' interval methods carry
-    over; the p-value is that interval's two-sided normal test, and b, c add up over the members."""
-    from scipy.stats import norm
-
-    z = float(norm.ppf(0.5 + confidence / 2))
-    k = len(figures)
-    point = sum(f.delta if isinstance(f, PairedDelta) else f.mean for f in figures) / k
-    se = math.sqrt(sum(((f.hi - f.lo) / (2 * z)) ** 2 for f in figures)) / k
-    lo, hi, n = point - z * se, point + z * se, sum(f.n for f in figures)
-    if all(isinstance(f, PairedDelta) for f in figures):
-        p_value = float(2 * norm.sf(abs(point) / se)) if se > 0 else float(point == 0)
-        return PairedDelta(delta=point, se=se, lo=max(-1.0, lo), hi=min(1.0, hi), n=n, n_strata=k, p_value=p_value,
-                           b=sum(f.b for f in figures), c=sum(f.c for f in figures),  # type: ignore[union-attr]
-                           test=f"macro average of {k} paired deltas (normal)", df=math.inf, confidence=confidence)
-    return Estimate(mean=point, se=se, lo=max(0.0, lo), hi=min(1.0, hi), n=n, n_strata=k, method="macro", df=math.inf,
-                    confidence=confidence)
