@@ -11,6 +11,8 @@ Data flows one way, each module holding one concern:
 - ``config``, ``sampling``, ``runtime``, ``baseline``: one run's settings, sample, inference and base results.
 - ``summary`` (the only aggregation; ``stats`` for the intervals), ``gates``, ``report/`` (text, files, plots),
   ``finish`` (the end of a run); ``plugin``: the pytest options and hooks that tie them together.
+- ``readback`` (a report folder's tradeoff.json read back), ``integrations/`` (GitHub job summaries and
+  annotations, JUnit properties, experiment trackers), ``cli``: the ``tradeoff`` command.
 """
 
 __version__ = "0.1.0"
