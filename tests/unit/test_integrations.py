@@ -199,6 +199,15 @@ def test_trackers_are_checked_at_start_up(monkeypatch: pytest.MonkeyPatch) -> No
     assert check_trackers(["wandb", "wandb"]) == ("wandb",)
 
 
+def test_log_to_is_a_run_option(data_dir: Path, tmp_path: Path) -> None:
+    from evalkit.config import parse_run_config
+
+    cfg = parse_run_config({"log_to": ["mlflow", "trackio"]}, data_dir, tmp_path)
+    assert cfg.log_to == ("mlflow", "trackio") and cfg.to_json()["log_to"] == ["mlflow", "trackio"]
+    with pytest.raises(ConfigError, match="--log-to 'neptune': unknown tracker"):
+        parse_run_config({"log_to": ["neptune"]}, data_dir, tmp_path)
+
+
 def test_publish_without_a_report_is_a_warning(tmp_path: Path) -> None:
     [line] = publish(tmp_path, ["mlflow"], environ={"GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md")})
     assert line.startswith("WARNING: nothing published to GitHub, JUnit or trackers: ")
