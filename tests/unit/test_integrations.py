@@ -202,6 +202,8 @@ def test_trackers_are_checked_at_start_up(monkeypatch: pytest.MonkeyPatch) -> No
 def test_log_to_is_a_run_option(data_dir: Path, tmp_path: Path) -> None:
     from evalkit.config import parse_run_config
 
+    needs("mlflow")
+    needs("trackio")
     cfg = parse_run_config({"log_to": ["mlflow", "trackio"]}, data_dir, tmp_path)
     assert cfg.log_to == ("mlflow", "trackio") and cfg.to_json()["log_to"] == ["mlflow", "trackio"]
     with pytest.raises(ConfigError, match="--log-to 'neptune': unknown tracker"):
