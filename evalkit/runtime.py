@@ -19,7 +19,7 @@ from typing import Any, ContextManager
 from evalkit.config import RunConfig, Variant
 from evalkit.errors import ConfigError
 from evalkit.suites import Example, Generation, Scored, Suite
-from evalkit.summary import CaseRecord
+from evalkit.summary import ALL, CaseRecord
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,8 @@ class EvalItem:
 
     @property
     def test_id(self) -> str:
-        cluster = "" if self.example.cluster in self.example.id else f"-{self.example.cluster}"
+        shown = self.example.cluster not in self.example.id and self.example.cluster != ALL  # "all": no clusters
+        cluster = f"-{self.example.cluster}" if shown else ""
         return f"{self.suite.name}-{self.variant.name}-{self.example.id}{cluster}"
 
     @property

@@ -81,6 +81,7 @@ class SuiteSummary:
     secondary_deltas: dict[str, dict[str, Figures]] = field(default_factory=dict)  # metric -> adapter -> deltas
     changes: dict[str, Changes] = field(default_factory=dict)  # per adapter: flips, cluster effects, transitions
     warnings: list[str] = field(default_factory=list)
+    members: tuple[str, ...] = ()  # a family's summary: the suites it averages
 
     @property
     def groups(self) -> list[str]:
@@ -274,5 +275,5 @@ def _family_summary(family: str, layout: Layout, members: Sequence[SuiteSummary]
                           for key in ("scored", "passed", "skipped", "errors")))
               for v in variants if any(v in m.counts for m in members)}
     return SuiteSummary(family, "+".join(m.template for m in members), layout, counts=counts, scores=scores,
-                        deltas=deltas)
+                        deltas=deltas, members=tuple(m.suite for m in members))
 

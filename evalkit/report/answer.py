@@ -43,11 +43,15 @@ def _at_chance(suite: SuiteSummary, variant: str) -> bool:
 
 
 def _suite_sentences(summary: Summary, adapter: str) -> list[str]:
-    """Each suite's change against the base, the target suites first."""
+    """Each suite's change against the base: the target suites first, then each family's average, then the
+    other suites; a family's member is named only when its own CI excludes 0 (the average speaks for the
+    rest, and the tables show every member)."""
+    in_family = {member for suite in summary.suites.values() for member in suite.members}
     sentences = []
-    for suite in sorted(summary.suites.values(), key=lambda s: s.layout.role != "target"):
+    for suite in sorted(summary.suites.values(),
+                        key=lambda s: (s.layout.role != "target", not s.members, s.suite in in_family)):
         delta = suite.deltas.get(adapter)
-        if delta is None:
+        if delta is None or (suite.suite in in_family and delta.overall.lo <= 0 <= delta.overall.hi):
             continue
         sentence = delta_sentence(suite.layout.title, delta.overall)
         chance = [v for v in (BASE, adapter) if _at_chance(suite, v)]

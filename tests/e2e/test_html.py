@@ -19,7 +19,7 @@ from plugin_runs import Run, run_project, save_random_adapter
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-SAMPLE = ("--spider-dbs=concert_singer", "--spider-sample=1", "--mmlu-subjects=abstract_algebra,philosophy",
+SAMPLE = ("--suites=spider,mmlu", "--spider-dbs=concert_singer", "--spider-sample=1", "--mmlu-subjects=abstract_algebra,philosophy",
           "--mmlu-sample=3", "--mmlu-shots=0", "--max-new-tokens=32")
 FULL_SIZE_LIMITS = {"megabytes": 40, "load_seconds": 20}
 

@@ -198,3 +198,19 @@ def test_the_family_delta_is_the_macro_average_of_its_members_paired_deltas():
     assert family.scores["base"].overall.mean == pytest.approx(0.5)  # both suites at 50%: the macro mean
     assert set(family.deltas["a"].groups) == {"hellaswag", "piqa"}
     assert summary.figure("forgetting", None, "delta", "a") is delta
+
+
+def test_the_answer_names_the_family_and_only_the_members_that_moved():
+    from evalkit.report.answer import answer_lines
+    from evalkit.suites import FAMILY_LAYOUTS
+
+    layouts = {name: REGISTRY[name].layout for name in ("spider", "hellaswag", "piqa")}
+    rows = records("spider", [0] * 50, [1] * 20 + [0] * 30) \
+        + records("hellaswag", [1] * 100 + [0] * 100, [1] * 70 + [0] * 130) \
+        + records("piqa", [1] * 40 + [0] * 40, [1] * 40 + [0] * 40)
+    summary = summarize(rows, ["base", "a"], layouts, {}, families={"forgetting": (FAMILY_LAYOUTS["forgetting"],
+                                                                                     ("hellaswag", "piqa"))})
+    (line,) = answer_lines(summary)
+    assert line.startswith("a vs base: Spider")
+    family, hellaswag = line.index("Forgetting suites (macro average) fell"), line.index("HellaSwag acc_norm fell")
+    assert line.index("Spider") < family < hellaswag and "PIQA" not in line  # PIQA did not move: the average says it
