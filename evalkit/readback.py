@@ -5,8 +5,8 @@ result cache (a CI artifact downloaded on a laptop, a run from last month).
 ``tradeoff.json`` keeps every figure (NaN written as ``null``); the dataclasses are rebuilt from their
 type hints, so a field added to a figure later is read back without touching this module. The suites'
 layouts (group titles, group order, which suite is the target) are not in the file: they come from the
-suite registry (and its families), with the title and stratification the file records; a ``--suite``
-file's suite groups by subject.
+suite registry (and its families, with their members in the run), with the title and stratification the
+file records; a ``--suite`` file's suite groups by subject.
 """
 
 from __future__ import annotations
@@ -100,7 +100,14 @@ def _layout(name: str, entry: Mapping[str, Any], known: Mapping[str, Layout]) ->
                                metrics=tuple(entry.get("secondary", {})) or layout.metrics)
 
 
-def _suite(name: str, entry: Mapping[str, Any], layout: Layout) -> SuiteSummary:
+def _members(name: str, suites: Mapping[str, Any]) -> tuple[str, ...]:
+    """A suite family's members in the run (the summary averaged those present), else ()."""
+    from evalkit.suites import FAMILIES
+
+    return tuple(m for m in FAMILIES.get(name, ()) if m in suites)
+
+
+def _suite(name: str, entry: Mapping[str, Any], layout: Layout, members: tuple[str, ...]) -> SuiteSummary:
     def per_metric(block: Mapping[str, Mapping[str, Any]], kind: type) -> dict[str, dict[str, Figures]]:
         return {m: {v: _figures(kind, f) for v, f in by_variant.items()} for m, by_variant in block.items()}
 
@@ -114,7 +121,7 @@ def _suite(name: str, entry: Mapping[str, Any], layout: Layout) -> SuiteSummary:
         secondary=per_metric(entry.get("secondary", {}), Estimate),
         secondary_deltas=per_metric(entry.get("secondary_deltas", {}), PairedDelta),
         changes={a: _decode(Changes, c) for a, c in entry.get("changes", {}).items()},
-        warnings=list(entry.get("warnings", [])),
+        warnings=list(entry.get("warnings", [])), members=members,
     )
 
 
@@ -133,7 +140,8 @@ def load_report(directory: Path) -> SavedReport:
                           "of a finished run.")
     try:
         known = known_layouts()
-        suites = {name: _suite(name, entry, _layout(name, entry, known)) for name, entry in doc["suites"].items()}
+        suites = {name: _suite(name, entry, _layout(name, entry, known), _members(name, doc["suites"]))
+                  for name, entry in doc["suites"].items()}
         summary = Summary(list(doc["variants"]), suites, float(doc["confidence"]))
         gates = [_gate(g) for g in doc.get("gates", [])]
     except (KeyError, TypeError, ValueError) as exc:

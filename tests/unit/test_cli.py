@@ -13,7 +13,8 @@ import pytest
 from evalkit import __version__
 from evalkit.cli import main
 from evalkit.readback import load_report
-from evalkit.report import render_text, to_json
+from evalkit.report import render_text, to_json, to_markdown, write_report
+from evalkit.summary import CaseRecord, summarize
 from saved_reports import write_saved_report
 
 TRADEOFF = Path(sys.executable).parent / "tradeoff"  # the console script `pip install -e .` puts beside python
@@ -64,6 +65,25 @@ def test_the_summary_reads_back_to_the_same_tradeoff_json(report) -> None:
     meta = {k: doc[k] for k in ("config", "models", "versions", "warnings")}
     assert json.loads(json.dumps(to_json(saved.summary, saved.gates, meta))) == doc
     assert [g.figure_text for g in saved.gates] == [g.figure_text for g in report[2]]
+
+
+def test_a_suite_family_reads_back_with_its_members(tmp_path: Path) -> None:
+    """A family (the forgetting suites' macro average) is answered for as one: its members must come back."""
+    from evalkit.suites import FAMILIES, FAMILY_LAYOUTS, REGISTRY
+
+    family, members = next((f, tuple(m)[:2]) for f, m in FAMILIES.items())
+    rows = [CaseRecord(suite, variant, f"{suite}-{i}", "all", "all", f"{suite}-0shot", "scored", score=score,
+                       passed=bool(score), outcome="correct" if score else "wrong")
+            for suite in members for variant in ("base", "lora") for i in range(20)
+            for score in [float((i * (2 + (variant == "lora")) + len(suite)) % 5 < 2)]]
+    summary = summarize(rows, ["base", "lora"], {m: REGISTRY[m].layout for m in members},
+                        {m: f"{m}-0shot" for m in members}, 0.95, {family: (FAMILY_LAYOUTS[family], members)})
+    meta = {"config": {}, "models": {}, "warnings": []}
+    write_report(tmp_path, summary, rows, [], meta)
+    saved = load_report(tmp_path)
+    assert saved.summary.suites[family].members == members
+    assert render_text(saved.summary, saved.gates, width=160) == render_text(summary, [], width=160)
+    assert to_markdown(saved.summary, saved.gates, saved.doc) == (tmp_path / "tradeoff.md").read_text()
 
 
 def test_report_loads_no_model(report) -> None:
