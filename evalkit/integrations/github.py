@@ -53,6 +53,11 @@ def fit(markdown: str, limit: int = SUMMARY_LIMIT) -> str:
     return (head[:cut] if cut > 0 else head) + note
 
 
+def wanted(environ: Mapping[str, str]) -> bool:
+    """Whether this run is inside GitHub Actions or has a job summary to write."""
+    return environ.get("GITHUB_ACTIONS") == "true" or bool(environ.get("GITHUB_STEP_SUMMARY"))
+
+
 def publish(saved: SavedReport, environ: Mapping[str, str]) -> list[str]:
     """Append the report to the job summary when ``GITHUB_STEP_SUMMARY`` is set; return the annotation
     lines to print when running in GitHub Actions (none elsewhere), and a warning if the summary could

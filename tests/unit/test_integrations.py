@@ -214,6 +214,7 @@ def test_publish_without_a_report_is_a_warning(tmp_path: Path) -> None:
     [line] = publish(tmp_path, ["mlflow"], environ={"GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md")})
     assert line.startswith("WARNING: nothing published to GitHub, JUnit or trackers: ")
     assert not (tmp_path / "summary.md").exists()
+    assert publish(tmp_path, [], environ={}) == []  # nothing asked for, nothing read
 
 
 @pytest.mark.parametrize(("worker", "devices", "device"), [
