@@ -7,8 +7,7 @@ position among the labels (letters, or "1".."4" for the NY Regents questions; 3 
 
 from __future__ import annotations
 
-from evalkit.suites.multiple_choice import ChoiceTextSuite, Formulated
-from evalkit.summary import Layout
+from evalkit.suites.multiple_choice import ChoiceTextSuite, Formulated, choice_layout
 
 
 class _ARCSuite(ChoiceTextSuite):
@@ -25,13 +24,11 @@ class ARCChallengeSuite(_ARCSuite):
     name = "arc_challenge"
     data_name = "arc_challenge"
     level = "challenge"
-    layout = Layout(title="ARC-Challenge acc_norm", group_title="set", cluster_title="set", choices=True,
-                    metrics=("acc", "acc_norm"))
+    layout = choice_layout("ARC-Challenge")
 
 
 class ARCEasySuite(_ARCSuite):
     name = "arc_easy"
     data_name = "arc_easy"
     level = "easy"
-    layout = Layout(title="ARC-Easy acc_norm", group_title="set", cluster_title="set", choices=True,
-                    metrics=("acc", "acc_norm"))
+    layout = choice_layout("ARC-Easy")

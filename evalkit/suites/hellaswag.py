@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import re
 
-from evalkit.suites.multiple_choice import ChoiceTextSuite, Formulated
-from evalkit.summary import Layout
+from evalkit.suites.multiple_choice import ChoiceTextSuite, Formulated, choice_layout
 
 _MARKUP = re.compile(r"\[.*?\]")
 
@@ -25,9 +24,7 @@ def preprocess(text: str) -> str:
 class HellaSwagSuite(ChoiceTextSuite):
     name = "hellaswag"
     data_name = "hellaswag"
-    layout = Layout(title="HellaSwag acc_norm", group_title="source", cluster_title="source",
-                    groups=("ActivityNet", "WikiHow"), choices=True, chance_fix="use a larger model",
-                    metrics=("acc", "acc_norm"))
+    layout = choice_layout("HellaSwag", groups=("ActivityNet", "WikiHow"), group_title="source")
 
     def formulate(self) -> list[Formulated]:
         from evalkit.data.commonsense import load_hellaswag

@@ -58,6 +58,13 @@ def score_choices(case: Any, scored_by: str, question: str) -> Scored:
     return Scored(case, metric, "scored", fields)
 
 
+def choice_layout(title: str, scored_by: str = "acc_norm", groups: tuple[str, ...] = (), group_title: str = "set") -> Layout:
+    """A forgetting suite's layout: multiple choice (chance and position warnings apply), every rule the
+    harness reports as a secondary, gateable score (WinoGrande's ``acc`` alone is its score)."""
+    return Layout(title=f"{title} {scored_by}", group_title=group_title, cluster_title=group_title, groups=groups,
+                  choices=True, metrics=("acc", "acc_norm") if scored_by == "acc_norm" else ())
+
+
 class ChoiceTextSuite(Suite):
     """A harness ``multiple_choice`` task over one benchmark's upstream file, in the forgetting family."""
 

@@ -3,15 +3,13 @@ query (no "Question:"), the four choice texts as continuations. Scored by ``acc_
 
 from __future__ import annotations
 
-from evalkit.suites.multiple_choice import ChoiceTextSuite, Formulated
-from evalkit.summary import Layout
+from evalkit.suites.multiple_choice import ChoiceTextSuite, Formulated, choice_layout
 
 
 class OpenBookQASuite(ChoiceTextSuite):
     name = "openbookqa"
     data_name = "openbookqa"
-    layout = Layout(title="OpenBookQA acc_norm", group_title="set", cluster_title="set", choices=True,
-                    metrics=("acc", "acc_norm"))
+    layout = choice_layout("OpenBookQA")
 
     def formulate(self) -> list[Formulated]:
         from evalkit.data.commonsense import load_openbookqa

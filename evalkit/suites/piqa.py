@@ -6,15 +6,13 @@ or trailing spaces); label 0 is ``sol1``. Scored by ``acc_norm``.
 
 from __future__ import annotations
 
-from evalkit.suites.multiple_choice import ChoiceTextSuite, Formulated
-from evalkit.summary import Layout
+from evalkit.suites.multiple_choice import ChoiceTextSuite, Formulated, choice_layout
 
 
 class PIQASuite(ChoiceTextSuite):
     name = "piqa"
     data_name = "piqa"
-    layout = Layout(title="PIQA acc_norm", group_title="set", cluster_title="set", choices=True,
-                    metrics=("acc", "acc_norm"))
+    layout = choice_layout("PIQA")
 
     def formulate(self) -> list[Formulated]:
         from evalkit.data.commonsense import load_piqa

@@ -8,15 +8,14 @@ record's prompt is the sentence with its blank; the two contexts are the request
 
 from __future__ import annotations
 
-from evalkit.suites.multiple_choice import ChoiceTextSuite, Formulated
-from evalkit.summary import Layout
+from evalkit.suites.multiple_choice import ChoiceTextSuite, Formulated, choice_layout
 
 
 class WinoGrandeSuite(ChoiceTextSuite):
     name = "winogrande"
     data_name = "winogrande"
     scored_by = "acc"
-    layout = Layout(title="WinoGrande acc", group_title="set", cluster_title="set", choices=True)
+    layout = choice_layout("WinoGrande", scored_by="acc")
 
     def formulate(self) -> list[Formulated]:
         from evalkit.data.commonsense import load_winogrande
