@@ -68,12 +68,16 @@ def _draw_margins(ax: Any, margins: Sequence[tuple[str, float, str]], vertical: 
 def plot_tradeoff(summary: Summary, path: Path, gates: Sequence[GateResult] = ()) -> bool:
     """The target suite's gain (y) against a retention suite's change (x), one point per adapter with both
     CIs, adapters joined in the order given (e.g. checkpoints) to draw the trade-off curve; one panel per
-    retention suite. The delta gates on either suite are dashed lines and the region where every one of
-    them holds is shaded, so the acceptable checkpoints show at a glance."""
+    retention suite, a family (the forgetting suites) as one panel for its average, first. The delta gates
+    on either suite are dashed lines and the region where every one of them holds is shaded, so the
+    acceptable checkpoints show at a glance."""
     from matplotlib.figure import Figure
 
     targets = [s for s in summary.suites.values() if s.layout.role == "target" and s.deltas]
-    retentions = [s for s in summary.suites.values() if s.layout.role == "retention" and s.deltas]
+    in_family = {member for s in summary.suites.values() for member in s.members}
+    retentions = sorted((s for s in summary.suites.values()
+                         if s.layout.role == "retention" and s.deltas and s.suite not in in_family),
+                        key=lambda s: not s.members)
     if not targets or not retentions:
         return False
     target = targets[0]
