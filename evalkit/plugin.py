@@ -316,8 +316,8 @@ def _load_baseline(state: State) -> list[CaseRecord]:
     from evalkit.baseline import read_baseline
     from evalkit.models import base_fingerprint
 
-    try:
-        state.baseline = read_baseline(state.cfg, base_fingerprint(state.cfg.model, state.cfg.results_cache))
+    try:  # the files the run loads: load_model reads the embedded model from the default cache, whatever --results-cache
+        state.baseline = read_baseline(state.cfg, base_fingerprint(state.cfg.model))
     except EvalkitError as exc:
         raise pytest.UsageError(str(exc)) from None
     return state.baseline
