@@ -13,6 +13,11 @@ from typing import Any
 
 import pytest
 
+# pytester's in-process runs (``runpytest_inprocess``) drop every module first imported inside them; torch
+# imported in one such run and again in the next crashes the interpreter in garbage collection (a segfault,
+# seen when test_plugin.py runs alone). Imported here, before any of them, it stays loaded.
+import torch  # noqa: F401  (isort: skip)
+
 EVAL_TESTS = Path(__file__).resolve().parents[1] / "eval"
 ROOT = Path(__file__).resolve().parents[2]
 
