@@ -191,8 +191,9 @@ def _plan(state: State) -> None:
     for suite in state.cfg.suites:
         if suite.name not in state.plan:
             state.plan[suite.name] = stratified(suite.load(), suite.sample, state.cfg.sample_seed)
-    check_gate_groups(state.cfg.gates, {name: {n for ex in plan for n in (ex.group, ex.cluster)}
-                                        for name, plan in state.plan.items()})
+    groups = {name: {n for ex in plan for n in (ex.group, ex.cluster)} for name, plan in state.plan.items()}
+    groups |= {family: set(members) for family, (_, members) in state.cfg.families.items()}  # a family's groups
+    check_gate_groups(state.cfg.gates, groups)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
