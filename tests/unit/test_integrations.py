@@ -179,8 +179,12 @@ def test_log_to_trackio_local_store(saved: SavedReport, tmp_path: Path, monkeypa
     monkeypatch.setenv("TRACKIO_DIR", str(tmp_path / "trackio"))
     monkeypatch.setenv("TRACKIO_PROJECT", "tradeoff-unit")
     import trackio.sqlite_storage as storage
+    import trackio.utils
 
-    monkeypatch.setattr(storage, "TRACKIO_DIR", tmp_path / "trackio")  # read once, at trackio's import
+    # trackio reads TRACKIO_DIR once, at its first import (maybe an earlier test's), into these constants
+    monkeypatch.setattr(storage, "TRACKIO_DIR", tmp_path / "trackio")
+    monkeypatch.setattr(trackio.utils, "ARTIFACTS_DIR", tmp_path / "trackio" / "artifacts")
+    monkeypatch.setattr(trackio.utils, "MEDIA_DIR", tmp_path / "trackio" / "media")
     [line] = log_to(["trackio"], saved)
     assert line.startswith("tradeoff logged to trackio run "), line
     [run] = storage.SQLiteStorage.get_runs("tradeoff-unit")
