@@ -31,5 +31,5 @@ FAMILIES: dict[str, tuple[str, ...]] = {
 # How a family's macro average is titled in the summary.
 FAMILY_LAYOUTS: dict[str, Layout] = {multiple_choice.FAMILY: multiple_choice.FAMILY_LAYOUT}
 
-__all__ = ["FAMILIES", "FAMILY_LAYOUTS", "REGISTRY", "ChoiceFileSuite", "Example", "Generation", "LogLikelihoods", "Scored", "Setting", "Suite",
-           "parse_suite_spec"]
+__all__ = ["FAMILIES", "FAMILY_LAYOUTS", "REGISTRY", "ChoiceFileSuite", "Example", "Generation", "LogLikelihoods",
+           "Scored", "Setting", "Suite", "parse_suite_spec"]

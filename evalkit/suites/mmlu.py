@@ -104,21 +104,14 @@ class MMLUSuite(Suite):
         return mmlu_cloze_continuations(example.data) if self.format == "cloze" else list(MMLU_CONTINUATIONS)
 
     def score(self, example: Example, prompt: str, output: Any) -> Scored:
-        from evalkit.metrics.mmlu_accuracy import MMLUAccuracy, mmlu_test_case
+        from evalkit.metrics.mmlu_accuracy import mmlu_test_case
         from evalkit.prompts import lettered_question
+        from evalkit.suites.multiple_choice import score_choices
 
         cloze = self.format == "cloze"
         question = lettered_question(example.data.question.strip(), example.data.choices)
         case = mmlu_test_case(example.data, question, logprobs=output, template=self.template, cloze=cloze)
-        metric = MMLUAccuracy(by=self.cloze_metric if cloze else "acc")
-        metric.measure(case)
-        fields: dict[str, Any] = dict(outcome=metric.outcome, extracted=metric.predicted, expected=metric.gold,
-                                      logprobs=tuple(metric.logprobs), input=question)
-        if cloze:
-            predictions = metric.predictions or {}
-            fields["secondary"] = {rule: float(letter == metric.gold) for rule, letter in predictions.items()}
-            fields["details"] = {"lengths": list(metric.lengths or ()), "predictions": predictions}
-        return Scored(case, metric, "scored", fields)
+        return score_choices(case, self.cloze_metric if cloze else "acc", question)
 
     def describe(self) -> dict[str, Any]:
         described = super().describe()

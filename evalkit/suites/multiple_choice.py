@@ -43,8 +43,9 @@ class Formulated:
 
 
 def score_choices(case: Any, scored_by: str, question: str) -> Scored:
-    """Measure a multiple-choice case (log-likelihoods in its metadata) by ``scored_by``; the record keeps
-    every rule's verdict (``secondary``) and the evidence (``details``)."""
+    """Measure a multiple-choice case (log-likelihoods in its metadata) by ``scored_by``; when the case
+    carries the answer texts' lengths (cloze: MMLU's and these suites'), the record keeps every rule's
+    verdict (``secondary``) and the evidence (``details``). MMLU scores through it too."""
     from evalkit.metrics.mmlu_accuracy import MMLUAccuracy
 
     metric = MMLUAccuracy(by=scored_by)
