@@ -114,6 +114,36 @@ class TrainerSection(_Section):
     logging_steps: Annotated[int, Field(gt=0)] = 1
     save_steps: Annotated[int, Field(gt=0)] | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    report_to: list[Literal["tensorboard", "wandb", "mlflow", "trackio", "comet_ml", "clearml", "dvclive"]] = []
+
+
+class EvaluationSection(_Section):
+    """Checkpoints scored against the base while training (training/scoring.py): the plugin's suites, samples
+    and gates on one fixed paired sample. Names and gates are checked offline by :func:`_check_evaluation`."""
+
+    suites: Annotated[list[str], Field(min_length=1)] = ["spider", "arc_easy"]
+    # examples per stratum, as the plugin's --<suite>-sample (Spider: per hardness level)
+    samples: dict[str, Annotated[int, Field(gt=0)]] = {}
+    gates: list[str] = []
+    every: Annotated[int, Field(gt=0)] | Literal["epoch"] = "epoch"
+    select: Literal["gates", "none"] = "none"
+    stop_when_cost_fails: Annotated[int, Field(gt=0)] | None = None
+    gain: str | None = None  # the suite whose delta is the skill gained (default: the target suite, spider)
+    cost: str | None = None  # the suite or family whose delta is the cost (default: forgetting, else the retention suite)
+    seed: Annotated[int, Field(ge=0)] = 0
+    max_new_tokens: Annotated[int, Field(gt=0)] = 128
+    confidence: Annotated[float, Field(gt=0, lt=1)] = 0.95
+
+    @model_validator(mode="after")
+    def _needs_gates(self) -> EvaluationSection:
+        if self.select == "gates" and not self.gates:
+            raise ValueError("evaluation.select: 'gates' chooses the checkpoint whose cost passes the gates, and "
+                             "evaluation.gates is empty. Fix: add a gate, e.g. gates: [\"forgetting.delta >= -0.02\"], "
+                             "or set select: none.")
+        if self.stop_when_cost_fails is not None and not self.gates:
+            raise ValueError("evaluation.stop_when_cost_fails needs the cost gate it counts failures of, and "
+                             "evaluation.gates is empty. Fix: add a gate, or remove stop_when_cost_fails.")
+        return self
 
 
 class TrainingConfig(_Section):
@@ -126,6 +156,9 @@ class TrainingConfig(_Section):
     lora: LoraSection = LoraSection()
     quantization: QuantizationSection = QuantizationSection()
     trainer: TrainerSection = TrainerSection()
+    evaluation: EvaluationSection | None = None
+    # a sweep file's grid: {"lora.r": [16, 32]} (python -m training sweep; checked by training.sweep)
+    sweep: dict[str, list[Any]] | None = None
 
     @model_validator(mode="after")
     def _cross_checks(self) -> TrainingConfig:
@@ -161,6 +194,9 @@ def _section_class(loc: tuple[Any, ...]) -> type[BaseModel]:
     for part in loc[:-1]:
         field = cls.model_fields.get(str(part))
         annotation = getattr(field, "annotation", None)
+        if annotation is not None and not isinstance(annotation, type):  # an optional section: X | None
+            annotation = next((a for a in getattr(annotation, "__args__", ()) if isinstance(a, type)
+                               and issubclass(a, BaseModel)), annotation)
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             break
         cls = annotation
@@ -225,7 +261,22 @@ def _check_paths(config: TrainingConfig) -> list[str]:
                         "folder (the one holding spider/ and spider_syn/), or remove the key to use TRADEOFF_DATA_DIR.")
     if not problems and config.lora.target_modules != ["all-linear"]:
         problems += _check_target_modules(config.lora.target_modules, config.model.base)
+    if config.evaluation is not None:
+        problems += _check_evaluation(config)
+    if config.sweep is not None:
+        from training.sweep import check_sweep_block
+
+        problems += check_sweep_block(config.sweep)
     return problems
+
+
+def _check_evaluation(config: TrainingConfig) -> list[str]:
+    """The evaluation block against the plugin's own registry and gate grammar (no model, no data loaded):
+    an unknown suite, a sample for a suite not scored, a gate the plugin would refuse, a gain or cost that
+    names nothing scored, and the data folder of every suite."""
+    from training.scoring import check_evaluation
+
+    return check_evaluation(config)
 
 
 def _check_output_dir(output_dir: str) -> list[str]:

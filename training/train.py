@@ -180,6 +180,92 @@ def _make_callbacks(out: Path, facts: dict[str, Any]) -> list[Any]:
     return [EpochAdapters(), Progress()]
 
 
+def _scored_checkpoints(config: TrainingConfig, out: Path, facts: dict[str, Any], device: str,
+                        resumed_step: int) -> Any:
+    """The callback that scores checkpoints against the base (``evaluation:``; training/scoring.py), keeps
+    the curve (training/curve.py), saves ``best/`` and stops on ``stop_when_cost_fails``."""
+    import shutil
+
+    from transformers import TrainerCallback
+
+    from training.curve import Curve, log_line, tracker_metrics
+    from training.scoring import Scorer
+
+    ev = config.evaluation
+    scorer = Scorer(config, out, device)
+    meta = {"run": out.name, "base_model": config.model.base, "gain": scorer.gain, "cost": scorer.cost,
+            "suites": {name: len(ids) for name, ids in scorer.sample_ids().items()},
+            "sample_seed": ev.seed, "gates": list(ev.gates), "confidence": ev.confidence, "every": ev.every,
+            "select": ev.select, "stop_when_cost_fails": ev.stop_when_cost_fails}
+    curve = Curve.resume(out, meta, resumed_step)
+
+    class ScoredCheckpoints(TrainerCallback):
+        """Score ``step-<N>/`` every N steps (or ``epoch-<k>/`` at each epoch end) against the base."""
+
+        trainer: Any = None  # set after the trainer is built: its log() reaches the trackers of report_to
+
+        def __init__(self) -> None:
+            self.scorer, self.curve = scorer, curve
+
+        def _score(self, state: Any, control: Any, model: Any, name: str, save: bool) -> None:
+            folder = out / name
+            if save:
+                _save_adapter(model, folder, {**facts, "epoch": state.epoch, "step": state.global_step})
+            point, _ = scorer.score(model, folder, name, state.global_step, state.epoch or 0.0)
+            curve.meta["base_scoring_seconds"] = scorer.base_seconds
+            curve.add(point.to_json())
+            if ev.select == "gates":
+                self._select()
+            if ev.stop_when_cost_fails and curve.failing_streak() >= ev.stop_when_cost_fails:
+                curve.stopped = {"step": state.global_step, "reason": f"{curve.failing_streak()} checkpoints in a row "
+                                 f"failed the gates (stop_when_cost_fails: {ev.stop_when_cost_fails})"}
+                control.should_training_stop = True
+            curve.write()
+            print(f"[training] {log_line(point.to_json())}"
+                  + (f"; best/ = {curve.best_name}" if ev.select == "gates" else "")
+                  + (f"; stopping: {curve.stopped['reason']}" if curve.stopped else ""), file=sys.stderr, flush=True)
+            if self.trainer is not None:
+                self.trainer.log(tracker_metrics(point.to_json()))
+
+        def _select(self) -> None:
+            best = curve.best()
+            if best is None or best["name"] == curve.best_name:
+                return
+            target = out / "best"
+            if target.exists():
+                shutil.rmtree(target)
+            shutil.copytree(out / best["adapter"], target)
+            provenance = json.loads((target / PROVENANCE_FILE).read_text())
+            provenance["selection"] = selection_record(best, scorer, ev)
+            (target / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
+            curve.best_name = best["name"]
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if isinstance(ev.every, int) and state.is_world_process_zero and state.global_step % ev.every == 0:
+                self._score(state, control, model, f"step-{state.global_step}", save=True)
+
+        def on_epoch_end(self, args, state, control, model=None, **kwargs):
+            epoch = round(state.epoch or 0)
+            if (ev.every == "epoch" and state.is_world_process_zero and epoch >= 1
+                    and abs((state.epoch or 0) - epoch) < 1e-6):
+                self._score(state, control, model, f"epoch-{epoch}", save=False)  # EpochAdapters saved it
+
+    return ScoredCheckpoints()
+
+
+def selection_record(best: dict[str, Any], scorer: Any, ev: Any) -> dict[str, Any]:
+    """What best/'s training.json says about how it was chosen, and on which examples (selection bias)."""
+    return {
+        "checkpoint": best["name"], "step": best["step"], "rule": "select: gates (largest gain whose gates pass)",
+        "gain": best["gain"], "cost": best["cost"], "gates": best["gates"],
+        "selection_sample": {"sample_seed": ev.seed, "ids": scorer.sample_ids()},
+        "excluded_from_plugin_evaluation": False,
+        "note": ("chosen on these examples: its figures on them are biased upwards (the best of several "
+                 "checkpoints on one sample). `pytest tests/eval --adapter best=...` does NOT exclude them; confirm "
+                 "on fresh examples (another --sample-seed, a larger sample, or another split)."),
+    }
+
+
 def _last_checkpoint(folder: Path) -> Path | None:
     """The newest complete Trainer checkpoint (a process killed mid-save leaves one without trainer_state.json)."""
     found = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").is_file() and p.name[11:].isdigit()]
@@ -278,7 +364,7 @@ def _sft_args(config: TrainingConfig, out: Path, device: str) -> Any:
         use_cpu=cpu,
         bf16=not cpu and config.quantization.compute_dtype == "bfloat16",
         fp16=not cpu and config.quantization.compute_dtype == "float16",
-        report_to="none",
+        report_to=list(t.report_to) or "none",
         disable_tqdm=True,
     )
 
@@ -333,6 +419,11 @@ def train(config: TrainingConfig, config_path: str | Path | None = None, resume:
                          train_dataset=Dataset.from_list([{k: r[k] for k in ("prompt", "completion")} for r in rows]),
                          callbacks=_make_callbacks(out, facts))
     trainer.remove_callback(PrinterCallback)
+    scored = None
+    if config.evaluation is not None:
+        scored = _scored_checkpoints(config, out, facts, device, int(checkpoint.name[11:]) if checkpoint else 0)
+        scored.trainer = trainer
+        trainer.add_callback(scored)
     trainable, total = trainer.model.get_nb_trainable_parameters()
     print(f"[training] {len(rows)} examples on {device}, {trainable:,} trainable of {total:,} parameters, "
           f"{'resuming from ' + checkpoint.name if checkpoint else 'fresh start'}", file=sys.stderr, flush=True)
@@ -356,6 +447,16 @@ def train(config: TrainingConfig, config_path: str | Path | None = None, resume:
         "adapters": sorted(p.name for p in out.iterdir() if (p / "adapter_config.json").is_file()),
         "loss_curve": "loss.png",
     })
+    if scored is not None:
+        best = scored.curve.best()
+        run["evaluation"] = {
+            "curve": "tradeoff_curve.json", "plot": "tradeoff_curve.png", "points": len(scored.curve.points),
+            "best": (None if best is None or config.evaluation.select != "gates"
+                     else {"adapter": "best", **selection_record(best, scored.scorer, config.evaluation)}),
+            "stopped": scored.curve.stopped,
+            "base_scoring_seconds": scored.scorer.base_seconds,
+        }
+        scored.curve.write()
     (out / RUN_FILE).write_text(json.dumps(run, indent=2) + "\n")
     print(f"[training] done in {wall:.0f} s: {out / 'final'} (epoch mean loss {run['epoch_mean_loss']})",
           file=sys.stderr, flush=True)
