@@ -261,8 +261,8 @@ def selection_record(best: dict[str, Any], scorer: Any, ev: Any) -> dict[str, An
         "selection_sample": {"sample_seed": ev.seed, "ids": scorer.sample_ids()},
         "excluded_from_plugin_evaluation": False,
         "note": ("chosen on these examples: its figures on them are biased upwards (the best of several "
-                 "checkpoints on one sample). `pytest tests/eval --adapter best=...` does NOT exclude them; confirm "
-                 "on fresh examples (another --sample-seed, a larger sample, or another split)."),
+                 "checkpoints on one sample). `pytest tests/eval --adapter best=...` does NOT exclude them (it warns "
+                 "that it did not, per suite); confirm on fresh examples (another --sample-seed, a larger sample)."),
     }
 
 

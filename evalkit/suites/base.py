@@ -162,7 +162,21 @@ class Suite(ABC):
 
     def contamination(self, adapter: str, provenance: Mapping[str, Any]) -> str | None:
         """A warning when an adapter's training data overlaps what this suite scores, else None."""
-        return None
+        return self.selection(adapter, provenance)
+
+    def selection(self, adapter: str, provenance: Mapping[str, Any]) -> str | None:
+        """A warning when the adapter was chosen among checkpoints on examples of this suite (``best/`` of a
+        training run with ``select: gates``; its training.json lists them): this run does not exclude them, so
+        its figures on them are biased in the adapter's favour (selection bias), else None."""
+        chosen = (provenance.get("selection") or {})
+        ids = ((chosen.get("selection_sample") or {}).get("ids") or {}).get(self.name)
+        if not ids:
+            return None
+        seed = chosen["selection_sample"].get("sample_seed")
+        return (f"adapter {adapter!r} ({chosen.get('checkpoint', 'a checkpoint')}) was chosen among its run's "
+                f"checkpoints on {len(ids)} {self.name} examples (sample seed {seed}; listed in its training.json), and this run does "
+                "not exclude them: its figures on them favour it (selection bias). Fix: confirm on fresh examples, "
+                "e.g. another --sample-seed or a larger sample, and read the delta on the examples not listed.")
 
     def all_markers(self) -> dict[str, str]:
         return {self.name: self.layout.title, **self.markers}

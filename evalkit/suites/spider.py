@@ -120,7 +120,7 @@ class SpiderSuite(Suite):
         Spider figures measure recall of the answers, not skill."""
         same_split = provenance.get("data_split") == self.split
         if not (same_split or (self.split == "dev" and provenance.get("trained_on_eval_data"))):
-            return None
+            return self.selection(adapter, provenance)
         seen = f"Spider {self.split}" if same_split else "questions of Spider dev"
         return (f"adapter {adapter!r} was trained on {seen} (its training.json), which this run scores: its Spider "
                 "figures and deltas are not held-out results. Fix: train with data.split: train and "

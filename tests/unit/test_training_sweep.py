@@ -270,3 +270,18 @@ def test_pairwise_deltas_on_the_same_questions() -> None:
     assert by_pair[("x", "y")]["delta"] == pytest.approx(-25 / 60) and by_pair[("x", "y")]["differ"]
     assert not by_pair[("x", "z")]["differ"] and by_pair[("x", "z")]["n"] == 60
     assert all(r["p_holm"] >= r["p_value"] for r in rows)
+
+
+def test_plugin_warns_that_best_was_chosen_on_the_examples_it_scores(tmp_path: Path) -> None:
+    """best/'s training.json lists the selection sample; the plugin's suites say the run does not exclude it."""
+    from evalkit.suites import REGISTRY
+
+    provenance = {"data_split": "train", "prompt": {"sample_rows": 0, "schema": "compact"},
+                  "selection": {"checkpoint": "step-14", "selection_sample": {"sample_seed": 0,
+                                                                              "ids": {"spider": ["dev0001", "dev0002"]}}}}
+    spider = REGISTRY["spider"]({"schema": "compact"}, tmp_path)
+    warning = spider.contamination("best", provenance)
+    assert "'best' (step-14) was chosen among its run's checkpoints on 2 spider examples" in warning
+    assert "does not exclude them" in warning and "selection bias" in warning
+    assert REGISTRY["arc_easy"]({}, tmp_path).contamination("best", provenance) is None  # not selected on it
+    assert spider.contamination("final", {"data_split": "train"}) is None
