@@ -369,7 +369,7 @@ def sweep_report(base: TrainingConfig, points: list[dict[str, Any]], report_dir:
             "gain": {"suite": gain, **_delta_json(summary.suites[gain].deltas[p["name"]].overall)},
             "cost": {"suite": cost, **_delta_json(summary.suites[cost].deltas[p["name"]].overall)},
             "gates": [{"gate": g["gate"], "verdict": g["verdict"], "p_adjusted": g.get("p_adjusted")} for g in verdicts],
-            "passes": all(g["verdict"] == "PASS" for g in verdicts),
+            "passes": all(g["verdict"] == "PASS" for g in verdicts) if verdicts else None,
             "wall_time_s": p.get("wall_time_s"),
         })
     families = dict(cfg.families)
@@ -392,7 +392,7 @@ def answer_lines(result: dict[str, Any]) -> list[str]:
     """The sweep's answer in words: each configuration against the base, the front, and which differ."""
     lines = []
     for c in result["configurations"]:
-        verdict = "passes its gates" if c["passes"] else "FAILS a gate"
+        verdict = "no gate" if c["passes"] is None else "passes its gates" if c["passes"] else "FAILS a gate"
         lines.append(f"{c['name']}: gain {result['gain']} {_ci(c['gain'])}, cost {result['cost']} {_ci(c['cost'])} "
                      f"vs base (n={c['gain']['n']}/{c['cost']['n']}); {verdict}.")
     lines.append(f"Pareto front (gain vs cost): {', '.join(result['pareto_front'])}.")
@@ -421,7 +421,7 @@ def to_markdown(result: dict[str, Any]) -> str:
            f"| configuration | {result['gain']} (gain) | {result['cost']} (cost) | gates | Pareto | train s |",
            "|---|---|---|---|---|---|"]
     for c in result["configurations"]:
-        out.append(f"| {c['name']} | {_ci(c['gain'])} | {_ci(c['cost'])} | {'PASS' if c['passes'] else 'FAIL'} | "
+        out.append(f"| {c['name']} | {_ci(c['gain'])} | {_ci(c['cost'])} | {'-' if c['passes'] is None else 'PASS' if c['passes'] else 'FAIL'} | "
                    f"{'yes' if c['name'] in result['pareto_front'] else ''} | {c['wall_time_s']} |")
     for side in ("gain", "cost"):
         rows = result["pairwise"].get(side, [])

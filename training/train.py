@@ -225,7 +225,10 @@ def _scored_checkpoints(config: TrainingConfig, out: Path, facts: dict[str, Any]
                   + (f"; best/ = {curve.best_name}" if ev.select == "gates" else "")
                   + (f"; stopping: {curve.stopped['reason']}" if curve.stopped else ""), file=sys.stderr, flush=True)
             if self.trainer is not None:
+                # Trainer.log resets control.should_log (its on_log does), which would drop this step's loss line
+                should_log = control.should_log
                 self.trainer.log(tracker_metrics(point.to_json()))
+                control.should_log = should_log
 
         def _select(self) -> None:
             best = curve.best()
