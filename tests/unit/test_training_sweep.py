@@ -285,3 +285,14 @@ def test_plugin_warns_that_best_was_chosen_on_the_examples_it_scores(tmp_path: P
     assert "does not exclude them" in warning and "selection bias" in warning
     assert REGISTRY["arc_easy"]({}, tmp_path).contamination("best", provenance) is None  # not selected on it
     assert spider.contamination("final", {"data_split": "train"}) is None
+
+
+def test_report_to_reaches_trl(tmp_path: Path) -> None:
+    """trainer.report_to names the trackers trl logs to (the loss and the scored checkpoints' figures)."""
+    from training.train import _sft_args
+
+    config = parse_config({"output_dir": str(tmp_path / "r"), "trainer": {"report_to": ["tensorboard"]}})
+    assert _sft_args(config, tmp_path / "r", "cpu").report_to == ["tensorboard"]
+    assert _sft_args(parse_config({"output_dir": str(tmp_path / "r")}), tmp_path / "r", "cpu").report_to in ([], "none")
+    with pytest.raises(ConfigError, match="trainer.report_to"):
+        parse_config({"output_dir": str(tmp_path / "r"), "trainer": {"report_to": ["tensorbord"]}})
