@@ -296,3 +296,46 @@ def test_report_to_reaches_trl(tmp_path: Path) -> None:
     assert _sft_args(parse_config({"output_dir": str(tmp_path / "r")}), tmp_path / "r", "cpu").report_to in ([], "none")
     with pytest.raises(ConfigError, match="trainer.report_to"):
         parse_config({"output_dir": str(tmp_path / "r"), "trainer": {"report_to": ["tensorbord"]}})
+
+
+def test_sweep_skips_finished_points_and_resumes_crashed_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Running the sweep command again: a finished point is skipped, a crashed one with a checkpoint resumes,
+    one that crashed before its first checkpoint starts over, a new one starts."""
+    import subprocess
+
+    from training.sweep import train_points
+
+    _, points = plan_grid(cpu_config(tmp_path), ["lora.r=4,8,16,32"], tmp_path / "s")
+    finished, crashed, early, _ = (Path(p["config"].output_dir) for p in points)
+    for folder, status in ((finished, "finished"), (crashed, "running"), (early, "running")):
+        folder.mkdir(parents=True)
+        (folder / "run.json").write_text(json.dumps({"status": status, "wall_time_s": 1.0}))
+    (finished / "final").mkdir()
+    (finished / "final" / "adapter_config.json").write_text("{}")
+    (crashed / "checkpoints" / "checkpoint-3").mkdir(parents=True)
+    (crashed / "checkpoints" / "checkpoint-3" / "trainer_state.json").write_text("{}")
+    calls: list[list[str]] = []
+
+    def fake_call(command: list[str], cwd: Path) -> int:
+        calls.append(command)
+        out = Path(json.loads(Path(command[command.index("--config") + 1]).read_text())["output_dir"])
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "run.json").write_text(json.dumps({"status": "finished", "wall_time_s": 2.0}))
+        return 0
+
+    monkeypatch.setattr(subprocess, "call", fake_call)
+    done = train_points(points, tmp_path / "s", log=open(tmp_path / "log", "w"))
+    assert [d["state"] for d in done] == ["finished", "resume", "restart", "new"]
+    assert len(calls) == 3 and calls[0][-1] == "--resume" and "--resume" not in calls[1] + calls[2]
+    assert all(c[1:3] == ["-m", "training"] for c in calls)
+
+
+def test_a_failed_point_stops_the_sweep_with_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    from training.sweep import train_points
+
+    _, points = plan_grid(cpu_config(tmp_path), ["lora.r=4,8"], tmp_path / "s")
+    monkeypatch.setattr(subprocess, "call", lambda command, cwd: 1)
+    with pytest.raises(ConfigError, match="training r-4 failed.*run the same sweep command again"):
+        train_points(points, tmp_path / "s", log=open(tmp_path / "log", "w"))
