@@ -30,6 +30,7 @@ class Option:
     help: str
     default: str | None = None
     many: bool = False  # repeatable on the command line; a line list in pytest.ini; ';'-separated in the env
+    switch: bool = False  # may be given bare on the command line (``--sequential``), meaning "on"
 
     @property
     def flag(self) -> str:
@@ -63,6 +64,12 @@ RUN_OPTIONS = (
     Option("backend", "inference backend: hf (transformers) or vllm (vLLM: GPUs, or its CPU build)", "hf"),
     Option("vllm_arg", "vLLM engine argument KEY=VALUE with --backend vllm, e.g. tensor_parallel_size=2 (repeatable)",
            many=True),
+    Option("sequential", "evaluate in rounds of growing size and stop each suite as soon as its gates are decided "
+           "(anytime-valid confidence sequences; docs/statistics.md): on or off", "off", switch=True),
+    Option("sequential_width", "with --sequential: also stop a suite no gate names once each delta's anytime-valid "
+           "interval is narrower than this (a fraction: 0.05 is 5 pp)"),
+    Option("sequential_first", "with --sequential: examples per suite (per family) in the first round; each later "
+           "round covers 1.5 times as many", "100"),
     Option("log_to", "log the run to an experiment tracker: mlflow, wandb or trackio (repeatable; each an optional "
            "extra, configured by its own environment variables)", many=True),
 )
@@ -100,6 +107,9 @@ class RunConfig:
     backend: str = "hf"
     vllm_args: tuple[tuple[str, Any], ...] = ()  # (key, value) pairs for vllm.LLM
     log_to: tuple[str, ...] = ()  # experiment trackers (evalkit.integrations.trackers)
+    sequential: bool = False  # rounds until the gates are decided (evalkit.sequential)
+    sequential_width: float | None = None  # with sequential: stop an ungated suite once its deltas are this narrow
+    sequential_first: int = 100  # with sequential: examples per stream in the first round
 
     @property
     def templates(self) -> dict[str, str]:
@@ -135,6 +145,8 @@ class RunConfig:
             "baseline": str(self.baseline) if self.baseline else None,
             "save_baseline": str(self.save_baseline) if self.save_baseline else None,
             "backend": self.backend, "vllm_args": dict(self.vllm_args), "log_to": list(self.log_to),
+            "sequential": self.sequential, "sequential_width": self.sequential_width,
+            "sequential_first": self.sequential_first,
         }
 
 
@@ -230,6 +242,46 @@ def _vllm_args(backend: str, specs: Sequence[str]) -> tuple[tuple[str, Any], ...
     return tuple(pairs)
 
 
+SWITCH_ON, SWITCH_OFF = ("on", "true", "1", "yes"), ("off", "false", "0", "no", "")
+
+
+def _switch(flag: str, text: str) -> bool:
+    value = str(text).strip().lower()
+    if value not in SWITCH_ON + SWITCH_OFF:
+        raise ConfigError(f"{flag} {text!r}: use on or off.")
+    return value in SWITCH_ON
+
+
+def _sequential(raw: Mapping[str, Any], gates: Sequence[Gate], basis: str) -> tuple[bool, float | None]:
+    """``--sequential`` and ``--sequential-width``, checked against what a sequential run can decide."""
+    on = _switch("--sequential", raw["sequential"] or "off")
+    width = None
+    if raw["sequential_width"]:
+        try:
+            width = float(raw["sequential_width"])
+        except ValueError:
+            width = -1.0
+        if not 0 < width <= 2:
+            raise ConfigError(f"--sequential-width {raw['sequential_width']!r}: use a width in pp as a fraction "
+                              "between 0 and 2, e.g. 0.05 for 5 pp.")
+        if not on:
+            raise ConfigError("--sequential-width without --sequential. Fix: add --sequential, or drop the width.")
+    if not on:
+        return False, None
+    if basis != "ci":
+        raise ConfigError("--sequential with --gate-basis point: a sequential run decides gates on anytime-valid "
+                          "intervals. Fix: drop --gate-basis point, or --sequential.")
+    if not gates and width is None:
+        raise ConfigError("--sequential needs something to decide: no --gate and no --sequential-width. Fix: add a "
+                          "gate such as --gate \"mmlu.delta >= -0.02\", or --sequential-width 0.05.")
+    for gate in gates:
+        if gate.metric is not None:
+            raise ConfigError(f"Gate {gate.text!r} with --sequential: a sequential run decides gates on each suite's "
+                              f"own score, not on its secondary metric {gate.metric!r}. Fix: gate the suite's score, "
+                              "or drop --sequential.")
+    return True, width
+
+
 def parse_run_config(raw: Mapping[str, Any], data_dir: Path, results_cache: Path) -> RunConfig:
     """Validate raw option values (names as in :data:`OPTIONS`; absent ones take their defaults).
 
@@ -251,6 +303,7 @@ def parse_run_config(raw: Mapping[str, Any], data_dir: Path, results_cache: Path
     gated = {s.name: s.layout.metrics for s in suites}
     gated |= {family: () for family, members in FAMILIES.items() if set(members) & set(gated)}
     gates = tuple(parse_gate(text, gated, {v.name for v in variants}) for text in raw["gate"])
+    sequential, width = _sequential(raw, gates, basis)
     if raw["dtype"] not in DTYPES:
         raise ConfigError(f"--dtype {raw['dtype']!r}: use one of {', '.join(DTYPES)}.")
     return RunConfig(
@@ -273,4 +326,7 @@ def parse_run_config(raw: Mapping[str, Any], data_dir: Path, results_cache: Path
         backend=raw["backend"],
         vllm_args=_vllm_args(raw["backend"], raw["vllm_arg"]),
         log_to=check_trackers(raw["log_to"]),
+        sequential=sequential,
+        sequential_width=width,
+        sequential_first=parse_count("--sequential-first", raw["sequential_first"], minimum=1),
     )

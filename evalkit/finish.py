@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from typing import Any
 from evalkit.config import RunConfig
 from evalkit.errors import EvalkitError
 from evalkit.gates import GateResult, evaluate_gates
+from evalkit.sequential import SequentialResult, anytime_figures
 from evalkit.summary import BASE, CaseRecord, Summary, summarize
 from evalkit.versions import package_versions
 
@@ -29,9 +31,10 @@ class Outcome:
 
 def finish(cfg: RunConfig, records: Sequence[CaseRecord], baseline: Sequence[CaseRecord],
            models: Mapping[str, dict[str, Any]], inference: Sequence[dict[str, Any]], warnings: Sequence[str],
-           started: float, workers: int) -> Outcome:
+           started: float, workers: int, sequential: SequentialResult | None = None) -> Outcome:
     """Summarise this run's records (with the baseline's base records for the items that ran), judge the
-    gates, and write the report folder and, when asked, the baseline file."""
+    gates, and write the report folder and, when asked, the baseline file. A sequential run's stopped suites
+    show and are judged on their anytime-valid sequences."""
     from evalkit import __version__
     from evalkit.baseline import data_checksums, write_baseline
     from evalkit.report import write_report
@@ -41,7 +44,10 @@ def finish(cfg: RunConfig, records: Sequence[CaseRecord], baseline: Sequence[Cas
     rows += [r for r in baseline if (r.suite, r.id) in ran]
     variants = [v.name for v in cfg.variants]
     summary = summarize(rows, variants, cfg.layouts, cfg.templates, cfg.confidence, cfg.families)
-    outcome = Outcome(summary, evaluate_gates(cfg.gates, summary, cfg.gate_basis, cfg.gate_correction))
+    anytime = None
+    if sequential is not None:
+        summary, anytime = anytime_figures(summary, sequential, rows)
+    outcome = Outcome(summary, evaluate_gates(cfg.gates, summary, cfg.gate_basis, cfg.gate_correction, anytime))
     meta = {
         "config": cfg.to_json(),
         "models": {v: models[v] for v in variants if v in models},
@@ -59,6 +65,9 @@ def finish(cfg: RunConfig, records: Sequence[CaseRecord], baseline: Sequence[Cas
         if cfg.save_baseline:
             write_baseline(cfg, rows, models)
             outcome.written.append(cfg.save_baseline)
+        if cfg.baseline and sequential is not None and sequential.extended:  # a later run reads them from the file
+            write_baseline(dataclasses.replace(cfg, save_baseline=cfg.baseline), baseline, models)
+            outcome.written.append(cfg.baseline)
     except (OSError, EvalkitError) as exc:
         outcome.error = f"tradeoff could not write its report: {exc}"
     return outcome

@@ -22,9 +22,9 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from evalkit.errors import ConfigError
 from evalkit.summary import BASE, Summary
@@ -205,9 +205,16 @@ def _power_warning(label: str, figure: PairedDelta, op: str, threshold: float, m
             f"of the time, and smaller changes beyond the margin less often. {fix}")
 
 
-def evaluate_gates(gates: Sequence[Gate], summary: Summary, basis: Basis = "ci",
-                   correction: Correction = "holm") -> list[GateResult]:
-    """Judge every gate on every variant it applies to (see the module docstring)."""
+def _anytime_p(sequence: Any, gate: Gate) -> float:
+    """The sequence's anytime one-sided p-value for "the gate is violated" (the mean beyond the threshold)."""
+    return sequence.p_value(gate.threshold, "below" if gate.op == ">=" else "above")
+
+
+def evaluate_gates(gates: Sequence[Gate], summary: Summary, basis: Basis = "ci", correction: Correction = "holm",
+                   anytime: Callable[[str, str | None, str, str], Any] | None = None) -> list[GateResult]:
+    """Judge every gate on every variant it applies to (see the module docstring). ``anytime`` (a sequential
+    run's) gives a figure's confidence sequence, ``(suite, group, kind, variant) -> sequence or None``: its
+    anytime p-value replaces the fixed-n one, so the gate is judged on the interval the report shows."""
     confidence = summary.confidence
     pending: list[tuple[Gate, str, Estimate | PairedDelta | None, str | None]] = []
     for gate in gates:
@@ -226,9 +233,15 @@ def evaluate_gates(gates: Sequence[Gate], summary: Summary, basis: Basis = "ci",
                 missing = f"{label} was not computed: {what} has no scored items in this run"
             pending.append((gate, label, figure, missing))
     uses_ci = [i for i, (g, _, f, m) in enumerate(pending) if m is None and g.bound is None and basis == "ci"]
-    raw = {i: violation_p_value(pending[i][2], pending[i][0].threshold, pending[i][0].op) for i in uses_ci}
+    sequences = {i: anytime(g.suite, g.group, g.kind, label.rpartition("@")[2]) if anytime else None
+                 for i, (g, label, _, m) in enumerate(pending) if m is None}
+    raw = {i: _anytime_p(sequences[i], pending[i][0]) if sequences[i] is not None
+           else violation_p_value(pending[i][2], pending[i][0].threshold, pending[i][0].op) for i in uses_ci}
     adjusted = dict(zip(uses_ci, holm([raw[i] for i in uses_ci]))) if correction == "holm" else dict(raw)
     policy = _policy(basis, correction, confidence, len(uses_ci))
+    if any(cs is not None for cs in sequences.values()):
+        policy += (" Sequential run (--sequential): a suite that stopped early is judged on its anytime-valid "
+                   "confidence sequence (wider than a fixed-n CI at the same n), one that ran out on its fixed-n CI.")
     results = []
     for i, (gate, label, figure, missing) in enumerate(pending):
         common = dict(gate=gate.text, label=label, kind=gate.kind, op=gate.op, threshold=gate.threshold, policy=policy,
@@ -245,7 +258,8 @@ def evaluate_gates(gates: Sequence[Gate], summary: Summary, basis: Basis = "ci",
             ok = None if math.isnan(value) else (value >= gate.threshold if gate.op == ">=" else value <= gate.threshold)
         se = _interval_se(figure)
         mde = minimal_detectable_effect(se, figure.df, confidence) if math.isfinite(se) and se > 0 else math.nan
-        warning = _power_warning(label, figure, gate.op, gate.threshold, mde) if isinstance(figure, PairedDelta) else None
+        warning = (_power_warning(label, figure, gate.op, gate.threshold, mde)
+                   if isinstance(figure, PairedDelta) and sequences.get(i) is None else None)  # a stopped suite was decided
         results.append(GateResult(
             verdict="ERROR" if ok is None else ("PASS" if ok else "FAIL"),
             basis="bound" if gate.bound else basis, value=value, lo=figure.lo, hi=figure.hi, n=figure.n,

@@ -42,8 +42,9 @@ STATE_KEY = pytest.StashKey["State"]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("tradeoff", "tradeoff evaluation (base model vs adapters)")
     for opt in OPTIONS:
+        bare = {"nargs": "?", "const": "on"} if opt.switch else {}
         group.addoption(opt.flag, dest=f"tradeoff_{opt.name}", action="append" if opt.many else "store",
-                        default=None, help=f"{opt.help} [env {opt.env_name}; ini tradeoff_{opt.name}]")
+                        default=None, help=f"{opt.help} [env {opt.env_name}; ini tradeoff_{opt.name}]", **bare)
         parser.addini(f"tradeoff_{opt.name}", opt.help, type="linelist" if opt.many else "string", default=None)
 
 
@@ -121,6 +122,7 @@ class State:
     warnings: list[str] = field(default_factory=list)
     usage_error: str | None = None  # found while parametrizing; raised once collection is over
     published: list[str] = field(default_factory=list)  # GitHub annotations, trackers' notes (evalkit.integrations)
+    sequential: Any = None  # a --sequential run's SequentialResult, once its rounds ran
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Collect records: on the controller under xdist (reports carry them), else in this process."""
@@ -158,6 +160,9 @@ def pytest_configure(config: pytest.Config) -> None:
             config.addinivalue_line("markers", f"{marker}: {text} (tradeoff)")
     for variant in cfg.variants:
         config.addinivalue_line("markers", f"{variant.name}: tests of variant {variant.name} (tradeoff)")
+    if cfg.sequential and (getattr(config.option, "numprocesses", None) or _is_worker(config)):
+        raise pytest.UsageError("--sequential with pytest-xdist (-n): a sequential run decides after each round on "
+                                "every variant's results, in one process. Fix: drop -n, or --sequential.")
     if _is_worker(config):
         if config.workerinput.get("tradeoff_loadgroup"):
             config.option.loadgroup = True  # xdist adds the group to node ids, which the controller schedules by
@@ -280,16 +285,17 @@ class Evaluation:
         return scored.test_case, scored.metric
 
 
-@pytest.fixture(scope="session")
-def _tradeoff_runtime(request: pytest.FixtureRequest) -> Runtime:
+def _runtime(config: pytest.Config, session: pytest.Session) -> Runtime:
+    """The session's runtime, made on first use (by the first evaluation test, or a sequential run's rounds)."""
     import contextlib
 
-    state = request.config.stash[STATE_KEY]
-    session = request.session
-    if _is_worker(request.config):  # workers share the cores instead of each taking all of them
+    state = config.stash[STATE_KEY]
+    if state.runtime is not None:
+        return state.runtime
+    if _is_worker(config):  # workers share the cores instead of each taking all of them
         import torch
 
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(request.config.workerinput.get("workercount", 1))))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(config.workerinput.get("workercount", 1))))
     baseline_ids = None
     if state.cfg.baseline:
         baseline_ids = {}
@@ -300,11 +306,41 @@ def _tradeoff_runtime(request: pytest.FixtureRequest) -> Runtime:
         return [i for i in map(eval_item_of, session.items) if i]
 
     def uncaptured() -> Any:
-        capture = request.config.pluginmanager.getplugin("capturemanager")
+        capture = config.pluginmanager.getplugin("capturemanager")
         return capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext()
 
     state.runtime = Runtime(state.cfg, selected, uncaptured, baseline_ids)
     return state.runtime
+
+
+@pytest.fixture(scope="session")
+def _tradeoff_runtime(request: pytest.FixtureRequest) -> Runtime:
+    return _runtime(request.config, request.session)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    """A sequential run: before the first evaluation test, evaluate in rounds until the gates are decided
+    (:mod:`evalkit.sequential`); then run only the tests of the examples evaluated. The others are not run at
+    all (no report: they are neither skipped nor scored), and the summary counts them once."""
+    evaluated = eval_item_of(item)
+    state = item.config.stash.get(STATE_KEY, None)
+    if evaluated is None or state is None or not state.cfg.sequential or evaluated.skip_reason:
+        return None
+    if state.sequential is None:
+        from evalkit.sequential import run_sequential
+
+        runtime = _runtime(item.config, item.session)
+        items = [i for i in runtime.selected() if not i.skip_reason]
+        try:
+            state.sequential = run_sequential(runtime, items, state.cfg, state.baseline)
+            state.baseline.extend(state.sequential.extended)  # base results the --baseline file lacked
+        except Exception as exc:  # every test of the run fails with it, as a failed inference batch does
+            runtime.failures.update({(i.suite.name, i.variant.name): exc for i in items})
+            state.sequential = False
+    if state.sequential is False or state.sequential.needed(evaluated.suite.name, evaluated.id):
+        return None
+    return True
 
 
 @pytest.fixture
@@ -381,7 +417,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state is None or _is_worker(session.config) or not state.records:
         return
     done = finish(state.cfg, state.records, state.baseline, state.models, state.inference, state.warnings,
-                  state.started, getattr(session.config.option, "numprocesses", None) or 1)
+                  state.started, getattr(session.config.option, "numprocesses", None) or 1, state.sequential or None)
     state.summary, state.gate_results, state.written, state.finish_error = done.summary, done.gates, done.written, done.error
     if done.error is None:
         state.published = publish(state.cfg.report_dir, state.cfg.log_to, session.config.stash.get(xml_key, None))

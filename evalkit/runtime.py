@@ -71,6 +71,7 @@ class Runtime:
         self.prompts: dict[tuple[str, str], dict[str, str]] = {}
         self.outputs: dict[tuple[str, str], dict[str, Any]] = {}
         self.failures: dict[tuple[str, str], BaseException] = {}
+        self.measured: dict[tuple[str, str, str], tuple[Scored, CaseRecord]] = {}  # each example measured once
         self.facts: list[tuple[str, Any]] = []  # model and inference facts for the next test report
 
     def _load(self, variant: Variant) -> Any:
@@ -80,14 +81,14 @@ class Runtime:
             if self.cfg.backend == "vllm":
                 self.model = self._vllm(variant)
             else:
-                self._unload()
+                self.release()
                 self.model = load_model(self.cfg.model, variant.adapter, dtype=self.cfg.dtype)
             facts = self.model.describe()
             facts["training"] = adapter_provenance(variant.adapter) if variant.adapter else None
             self.facts.append(("tradeoff-model", {"variant": variant.name, **facts}))
         return self.model
 
-    def _unload(self) -> None:
+    def release(self) -> None:
         """Let the transformers model go and return its memory (a vLLM engine lives for the whole run)."""
         from evalkit.inference.planning import release_memory
 
@@ -122,11 +123,16 @@ class Runtime:
             )
 
     def _infer(self, suite: Suite, variant: Variant) -> None:
-        from evalkit.inference import generate
-
         items = [i for i in self.selected()
                  if i.suite.name == suite.name and i.variant.name == variant.name and not i.skip_reason]
         self._check_baseline(suite.name, items)
+        self.infer(suite, variant, items)
+
+    def infer(self, suite: Suite, variant: Variant, items: Sequence[EvalItem]) -> float:
+        """Infer ``items`` (of one suite and variant) through the result cache, adding their prompts and outputs
+        to the batch's; return the seconds it took (a sequential run infers a batch in rounds)."""
+        from evalkit.inference import generate
+
         model = self._load(variant)
         prompts = {i.id: suite.prompt(i.example, model.tokenizer) for i in items}
         texts = list(prompts.values())
@@ -138,10 +144,12 @@ class Runtime:
                                    batch_size=self.cfg.batch_size, cache=self.cache, progress=label)
             else:
                 results = self._loglikelihoods(model, [suite.requests(i.example, prompts[i.id]) for i in items], label)
+        seconds = time.perf_counter() - started
         self.facts.append(("tradeoff-inference", {"suite": suite.name, "variant": variant.name, "prompts": len(texts),
-                                                  "seconds": round(time.perf_counter() - started, 3)}))
-        self.prompts[(suite.name, variant.name)] = prompts
-        self.outputs[(suite.name, variant.name)] = dict(zip(prompts, results))
+                                                  "seconds": round(seconds, 3)}))
+        self.prompts.setdefault((suite.name, variant.name), {}).update(prompts)
+        self.outputs.setdefault((suite.name, variant.name), {}).update(zip(prompts, results))
+        return seconds
 
     def _loglikelihoods(self, model: Any, requests: Sequence[Sequence[tuple[str, str]]], label: str) -> list[list[float]]:
         """Each example's log-likelihoods, one per (context, continuation) request, in one engine call (so
@@ -170,7 +178,7 @@ class Runtime:
                         self._infer_or_remember(other)
             finally:
                 if not self._pending():
-                    self._unload()
+                    self.release()
         if key in self.failures:
             raise self.failures[key]
         return key
@@ -189,7 +197,14 @@ class Runtime:
         return self.prompts[self._batch(item)][item.id]
 
     def measure(self, item: EvalItem) -> tuple[Scored, CaseRecord]:
-        """Score the item's output once: the measured test case and metric, and the record made from them."""
+        """Score the item's output once (a sequential run scores it between rounds, its test reads that): the
+        measured test case and metric, and the record made from them."""
+        key = (item.suite.name, item.variant.name, item.id)
+        if key not in self.measured:
+            self.measured[key] = self._measure(item)
+        return self.measured[key]
+
+    def _measure(self, item: EvalItem) -> tuple[Scored, CaseRecord]:
         prompt = self.prompt(item)
         scored = item.suite.score(item.example, prompt, self.output(item))
         metric = scored.metric

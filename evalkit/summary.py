@@ -14,10 +14,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from evalkit.changes import Changes, changes
 from evalkit.records import ALL, BASE, CaseRecord, Figures
 from evalkit.stats import Estimate, PairedDelta, macro_ci, macro_of, mean_ci, paired_delta
+
+if TYPE_CHECKING:
+    from evalkit.sequential import SequentialResult
 
 __all__ = ["ALL", "BASE", "CaseRecord", "Counts", "Figures", "Layout", "Summary", "SuiteSummary", "sort_records",
            "summarize"]
@@ -97,6 +101,7 @@ class Summary:
     variants: list[str]
     suites: dict[str, SuiteSummary]
     confidence: float
+    sequential: SequentialResult | None = None  # a --sequential run: where each suite stopped, its rounds
 
     @property
     def adapters(self) -> list[str]:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from evalkit.report.files import read_cases, to_json, to_markdown, write_cases, write_text
 from evalkit.report.html import to_html
-from evalkit.report.plots import plot_deltas, plot_effects, plot_tradeoff, plot_transitions
+from evalkit.report.plots import plot_deltas, plot_effects, plot_sequential, plot_tradeoff, plot_transitions
 from evalkit.report.text import render_text
 from evalkit.summary import CaseRecord, Summary, sort_records
 
@@ -27,6 +27,8 @@ def _plots(directory: Path, summary: Summary, gates: Sequence[GateResult]) -> li
     drawn = []
     if plot_tradeoff(summary, directory / "tradeoff.png", gates):
         drawn.append(directory / "tradeoff.png")
+    if plot_sequential(summary, directory / "sequential.png", gates):
+        drawn.append(directory / "sequential.png")
     for suite in summary.suites:
         if plot_deltas(summary, suite, directory / f"deltas_{suite}.png"):
             drawn.append(directory / f"deltas_{suite}.png")

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evalkit.report.answer import answer_lines
-from evalkit.report.rows import (counts_line, effects_rows, flip_rows, flips_line, positions_rows, suite_caption, suite_rows,
-                                 suite_title, transition_rows, warnings)
+from evalkit.report.rows import (counts_line, effects_rows, flip_rows, flips_line, positions_rows, sequential_lines,
+                                 sequential_rows, suite_caption, suite_rows, suite_title, transition_rows, warnings)
 from evalkit.summary import ALL, CaseRecord, Figures, Summary
 
 if TYPE_CHECKING:
@@ -60,7 +60,8 @@ def to_json(summary: Summary, gates: Sequence[GateResult], meta: Mapping[str, An
             "warnings": s.warnings,
         }
     return {"format": JSON_FORMAT, **clean(dict(meta)), "answer": answer_lines(summary, gates), "confidence": summary.confidence,
-            "variants": summary.variants, "suites": suites, "gates": [clean(g) for g in gates]}
+            "variants": summary.variants, "suites": suites, "gates": [clean(g) for g in gates],
+            "sequential": clean(summary.sequential.to_json()) if summary.sequential else None}
 
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -90,6 +91,9 @@ def to_markdown(summary: Summary, gates: Sequence[GateResult], meta: Mapping[str
                             [[g.label, g.figure_text, g.evidence, f"**{g.verdict}**"] for g in gates]), ""]
         power = [g.power_warning for g in gates if g.power_warning]
         parts += [f"- Warning: {w}" for w in power] + ([""] if power else [])
+    if summary.sequential:
+        parts += ["## Sequential evaluation", "", *(f"- {line}" for line in sequential_lines(summary)), "",
+                  _md_table(*sequential_rows(summary)), ""]
     every = [*warnings(summary), *meta.get("warnings", [])]
     if every:
         parts += ["## Warnings", "", *(f"- {w}" for w in every), ""]

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evalkit.report.answer import answer_lines
-from evalkit.report.rows import (counts_line, effects_rows, flips_line, positions_rows, short, suite_caption, suite_rows,
-                                 suite_title, transition_rows, warnings)
+from evalkit.report.rows import (counts_line, effects_rows, flips_line, positions_rows, sequential_lines, sequential_rows,
+                                 short, suite_caption, suite_rows, suite_title, transition_rows, warnings)
 from evalkit.summary import BASE, CaseRecord, Summary
 
 if TYPE_CHECKING:
@@ -128,11 +128,17 @@ def to_html(summary: Summary, records: Sequence[CaseRecord], gates: Sequence[Gat
                                  [[g.label, g.figure_text, g.evidence, g.verdict] for g in gates], cls="gates")
                         + "".join(f"<p class=warning>{html.escape(g.power_warning)}</p>" for g in gates
                                   if g.power_warning) + "</section>")
+    if summary.sequential:
+        sections.append("<section id=sequential><h2>Sequential evaluation</h2><ul>"
+                        + "".join(f"<li>{html.escape(line)}</li>" for line in sequential_lines(summary)) + "</ul>"
+                        + "".join(_image(path) for path in images if path.name == "sequential.png")
+                        + "<details><summary>Every look: n and each delta's anytime-valid interval</summary>"
+                        + _table(*sequential_rows(summary), cls="sequential") + "</details></section>")
     every = [*warnings(summary), *meta.get("warnings", [])]
     if every:
         sections.append("<section id=warnings><h2>Warnings</h2><ul>"
                         + "".join(f"<li>{html.escape(w)}</li>" for w in every) + "</ul></section>")
-    plots = "".join(_image(path) for path in images)
+    plots = "".join(_image(path) for path in images if path.name != "sequential.png")
     models = "; ".join(f"{v} = {m.get('spec') or m.get('from_baseline', '')}" + (f" + {m['adapter']}" if m.get("adapter") else "")
                        for v, m in meta.get("models", {}).items())
     data = script_json(case_data(summary, records))

@@ -172,3 +172,28 @@ def plot_transitions(summary: Summary, suite: str, adapter: str, path: Path) -> 
     fig.colorbar(image, ax=ax, label="examples")
     fig.savefig(path, dpi=100)
     return True
+
+
+def plot_sequential(summary: Summary, path: Path, gates: Sequence[GateResult] = ()) -> bool:
+    """A --sequential run: each stream's headline delta per look, its anytime-valid interval narrowing (a band)
+    towards the gates' margins, one panel per stream and one band per adapter."""
+    from matplotlib.figure import Figure
+
+    streams = [s for s in summary.sequential.streams if s.rounds] if summary.sequential else []
+    if not streams:
+        return False
+    fig = Figure(figsize=(4.2 * len(streams), 3.6), layout="constrained")
+    for ax, stream in zip(fig.subplots(1, len(streams), squeeze=False)[0], streams):
+        for adapter in dict.fromkeys(r["variant"] for r in stream.rounds):
+            rows = [r for r in stream.rounds if r["variant"] == adapter and r["figure"] == stream.name and not r["group"]]
+            ns = [r["n"] for r in rows]
+            ax.fill_between(ns, [100 * r["lo"] for r in rows], [100 * r["hi"] for r in rows], alpha=0.25)
+            ax.plot(ns, [100 * r["delta"] for r in rows], "o-", label=f"{adapter} Δ")
+        _draw_margins(ax, _margins(gates, stream.name), vertical=False)
+        ax.axhline(0, color="grey", linewidth=0.8)
+        ax.set_title(f"{stream.name}: {stream.reason} at n={stream.evaluated:,} of {stream.total:,}", fontsize=9)
+        ax.set_xlabel("examples evaluated (n)")
+        ax.set_ylabel("Δ vs base (pp), anytime-valid")
+        ax.legend(fontsize=7)
+    fig.savefig(path, dpi=120)
+    return True

@@ -149,3 +149,47 @@ def suite_title(summary: Summary, suite: str) -> str:
 def warnings(summary: Summary) -> list[str]:
     """Every suite's warnings (chance, position bias), in suite order."""
     return [w for s in summary.suites.values() for w in s.warnings]
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+_WHY = {"decided": "every gate on it decided", "narrow": "every delta's interval narrower than --sequential-width",
+        "exhausted": "its examples ran out before a decision: the fixed-n result stands",
+        "ungated": "no gate names it (add a gate or --sequential-width to go on)"}
+
+
+def sequential_lines(summary: Summary) -> list[str]:
+    """Where each stream of a --sequential run stopped, why, and the time that saved; the intervals' kind."""
+    result = summary.sequential
+    if result is None:
+        return []
+    lines = []
+    for s in result.streams:
+        what = f"{s.name} ({', '.join(s.suites)})" if s.family else s.name
+        stop = "ran all" if s.reason == "exhausted" else "decided" if s.reason == "decided" else "stopped"
+        looks = f"{s.looks} round{'s' if s.looks != 1 else ''}"
+        saved = (f"; saved about {_minutes(s.saved_seconds)} of inference (estimated {_minutes(s.seconds + s.saved_seconds)} "
+                 f"for all {s.total:,})" if s.evaluated < s.total else "")
+        lines.append(f"{what}: {stop} at n={s.evaluated:,} of {s.total:,} after {looks}: {_WHY[s.reason]}{saved}; "
+                     f"not needed: {s.total - s.evaluated:,} examples")
+    if result.extended:
+        lines.append(f"The --baseline file lacked the base's results for {len(result.extended):,} of the examples "
+                     "needed: the base was evaluated on them and the file extended.")
+    lines.append(f"Sequential run: the deltas of suites that stopped early are {100 * (1 - result.alpha):g}% anytime-valid "
+                 "confidence sequences, valid at every look (wider than a fixed-n CI at the same n); examples not "
+                 "needed were never evaluated and are not counted as skipped or scored.")
+    return lines
+
+
+def sequential_rows(summary: Summary) -> tuple[list[str], list[list[str]]]:
+    """Every look of every stream: n and each headline or gated delta's anytime-valid interval."""
+    rows = []
+    for s in summary.sequential.streams if summary.sequential else ():
+        for r in s.rounds:
+            figure = f"{r['figure']}.{r['group']}" if r["group"] else r["figure"]
+            rows.append([s.name, str(r["look"]), f"{r['n']:,}", figure, r["variant"], str(r["items"]),
+                         f"{100 * r['delta']:+.1f} pp" if finite(r["delta"]) else "-",
+                         f"[{100 * r['lo']:+.1f}, {100 * r['hi']:+.1f}]"])
+    return ["stream", "look", "n", "figure", "adapter", "items", "Δ", "anytime-valid interval (pp)"], rows

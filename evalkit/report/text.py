@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from evalkit.report.answer import answer_lines
-from evalkit.report.rows import counts_line, suite_caption, suite_rows, suite_title, warnings
+from evalkit.report.rows import counts_line, sequential_lines, suite_caption, suite_rows, suite_title, warnings
 from evalkit.summary import Summary
 
 if TYPE_CHECKING:
@@ -52,6 +52,8 @@ def render_text(summary: Summary, gates: Sequence[GateResult] = (), *, width: in
         console.print(table)
     for suite in summary.suites:
         console.print(f"{suite}: {counts_line(summary, suite)}", soft_wrap=True)
+    for line in sequential_lines(summary):
+        console.print(Text(line), soft_wrap=True)
     for warning in warnings(summary):
         console.print(Text(f"Warning: {warning}", style="yellow"), soft_wrap=True)
     for line in answer_lines(summary, gates):
