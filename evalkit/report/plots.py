@@ -186,11 +186,15 @@ def plot_sequential(summary: Summary, path: Path, gates: Sequence[GateResult] = 
     for ax, stream in zip(fig.subplots(1, len(streams), squeeze=False)[0], streams):
         for adapter in dict.fromkeys(r["variant"] for r in stream.rounds):
             rows = [r for r in stream.rounds if r["variant"] == adapter and r["figure"] == stream.name and not r["group"]]
-            ns = [r["n"] for r in rows]
-            ax.fill_between(ns, [100 * r["lo"] for r in rows], [100 * r["hi"] for r in rows], alpha=0.25)
-            ax.plot(ns, [100 * r["delta"] for r in rows], "o-", label=f"{adapter} Δ")
+            ns, ys = [r["n"] for r in rows], [100 * r["delta"] for r in rows]
+            err = [[y - 100 * r["lo"] for y, r in zip(ys, rows)], [100 * r["hi"] - y for y, r in zip(ys, rows)]]
+            line = ax.errorbar(ns, ys, yerr=err, fmt="o-", capsize=3, label=f"{adapter} Δ")
+            ax.fill_between(ns, [100 * r["lo"] for r in rows], [100 * r["hi"] for r in rows], alpha=0.2,
+                            color=line[0].get_color())
         _draw_margins(ax, _margins(gates, stream.name), vertical=False)
         ax.axhline(0, color="grey", linewidth=0.8)
+        ax.axvline(stream.total, color="black", linestyle=":", linewidth=1, label=f"all {stream.total:,}")
+        ax.set_xlim(0, stream.total * 1.05)
         ax.set_title(f"{stream.name}: {stream.reason} at n={stream.evaluated:,} of {stream.total:,}", fontsize=9)
         ax.set_xlabel("examples evaluated (n)")
         ax.set_ylabel("Δ vs base (pp), anytime-valid")
