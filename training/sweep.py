@@ -279,19 +279,20 @@ def pairwise(records: Sequence[Any], names: Sequence[str], suite_members: dict[s
     for side, members in suite_members.items():
         rows = []
         for a, b in itertools.combinations(names, 2):
-            per_suite = []
+            per_suite, changed = [], 0
             for suite in members:
                 ids = sorted({i for (s, v, i) in scored if s == suite and v == a} &
                              {i for (s, v, i) in scored if s == suite and v == b})
                 if not ids:
                     continue
                 strata = [scored[(suite, a, i)].cluster for i in ids] if layouts[suite].stratified else None
+                changed += sum(scored[(suite, a, i)].score != scored[(suite, b, i)].score for i in ids)
                 per_suite.append(paired_delta([float(scored[(suite, a, i)].score or 0) for i in ids],
                                               [float(scored[(suite, b, i)].score or 0) for i in ids], strata, confidence))
             if not per_suite:
                 continue
             delta = per_suite[0] if len(per_suite) == 1 else macro_of(per_suite, confidence)
-            rows.append({"a": a, "b": b, **_delta_json(delta)})
+            rows.append({"a": a, "b": b, **_delta_json(delta), "changed": changed})  # questions scored differently
         for row, adjusted in zip(rows, holm([r["p_value"] for r in rows])):
             row["p_holm"] = adjusted
             row["differ"] = adjusted < 1 - confidence
@@ -327,7 +328,11 @@ def write_pareto_plot(report: dict[str, Any], path: Path) -> None:
         ax.errorbar(x, y, xerr=[[x - 100 * c["cost"]["lo"]], [100 * c["cost"]["hi"] - x]],
                     yerr=[[y - 100 * c["gain"]["lo"]], [100 * c["gain"]["hi"] - y]], fmt="o", capsize=4,
                     color="tab:blue" if on_front else "tab:grey", markerfacecolor="tab:blue" if on_front else "white")
-        ax.annotate(c["name"], (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
+    at: dict[tuple[float, float], list[str]] = {}  # configurations on the same spot share one label
+    for c in configs:
+        at.setdefault((round(100 * c["cost"]["delta"], 6), round(100 * c["gain"]["delta"], 6)), []).append(c["name"])
+    for (x, y), names in at.items():
+        ax.annotate("\n".join(names), (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
     front = sorted((c for c in configs if c["name"] in report["pareto_front"]), key=lambda c: c["cost"]["delta"])
     ax.plot([100 * c["cost"]["delta"] for c in front], [100 * c["gain"]["delta"] for c in front], color="tab:blue",
             alpha=0.5, label="Pareto front")
@@ -410,6 +415,10 @@ def answer_lines(result: dict[str, Any]) -> list[str]:
         for r in differ:
             lines.append(f"{suite} ({side}): {r['b']} - {r['a']} = {_ci(r)} on {r['n']} paired questions "
                          f"(Holm p={r['p_holm']:.3g}): they differ.")
+        same = [f"{r['a']} = {r['b']}" for r in rows if r["changed"] == 0]
+        if same:
+            lines.append(f"{suite} ({side}): scored the same on every one of the {rows[0]['n']} questions: "
+                         f"{'; '.join(same)}.")
     return lines
 
 

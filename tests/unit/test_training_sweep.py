@@ -270,6 +270,7 @@ def test_pairwise_deltas_on_the_same_questions() -> None:
     assert by_pair[("x", "y")]["delta"] == pytest.approx(-25 / 60) and by_pair[("x", "y")]["differ"]
     assert not by_pair[("x", "z")]["differ"] and by_pair[("x", "z")]["n"] == 60
     assert all(r["p_holm"] >= r["p_value"] for r in rows)
+    assert by_pair[("x", "z")]["changed"] == 1 and by_pair[("x", "y")]["changed"] == 25
 
 
 def test_plugin_warns_that_best_was_chosen_on_the_examples_it_scores(tmp_path: Path) -> None:
