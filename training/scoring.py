@@ -33,8 +33,6 @@ from typing import Any
 
 from evalkit.errors import ConfigError
 
-EVALUATION_KEYS = "evaluation"
-
 
 def _suite_names(names: Sequence[str]) -> tuple[list[str], list[str]]:
     """(the suites scored, the unknown names) with families (``forgetting``) expanded."""
