@@ -12,7 +12,8 @@ from typing import Any
 from evalkit.config import RunConfig
 from evalkit.errors import EvalkitError
 from evalkit.gates import GateResult, evaluate_gates
-from evalkit.sequential import SequentialResult, anytime_figures
+from evalkit.sequential import anytime_figures
+from evalkit.streams import SequentialResult
 from evalkit.summary import BASE, CaseRecord, Summary, summarize
 from evalkit.versions import package_versions
 

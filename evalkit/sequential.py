@@ -29,12 +29,21 @@ import dataclasses
 import math
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from evalkit.confseq import ConfidenceSequence, confidence_sequence
 from evalkit.records import ALL, BASE, CaseRecord, Figures
 from evalkit.stats import holm
+from evalkit.streams import (
+    DECIDED,
+    EXHAUSTED,
+    NARROW,
+    UNGATED,
+    Key,
+    SequentialResult,
+    Stream,
+)
 
 if TYPE_CHECKING:
     from evalkit.config import RunConfig, Variant
@@ -44,7 +53,6 @@ if TYPE_CHECKING:
 
 FIRST_ROUND = 100  # examples per stream in the first look
 GROWTH = 1.5  # each later look covers this many times the examples of the one before
-DECIDED, NARROW, EXHAUSTED, UNGATED = "decided", "narrow", "exhausted", "ungated"
 
 
 def schedule(total: int, first: int = FIRST_ROUND, growth: float = GROWTH) -> list[int]:
@@ -56,70 +64,6 @@ def schedule(total: int, first: int = FIRST_ROUND, growth: float = GROWTH) -> li
         sizes.append(n)
         n = min(total, math.ceil(n * growth))
     return sizes
-
-
-Key = tuple[str, str]  # (suite, example id)
-
-
-@dataclass
-class Stream:
-    """One stream's examples in evaluation order, and how far it got and why it stopped."""
-
-    name: str  # the suite, or the family whose suites it pools
-    suites: tuple[str, ...]
-    order: list[Key]
-    family: bool = False
-    evaluated: int = 0
-    looks: int = 0
-    reason: str | None = None  # DECIDED, NARROW, EXHAUSTED, UNGATED once stopped
-    seconds: float = 0.0  # inference time spent on it, all variants
-    rounds: list[dict[str, Any]] = field(default_factory=list)  # one row per look, figure and adapter
-
-    @property
-    def total(self) -> int:
-        return len(self.order)
-
-    @property
-    def weights(self) -> dict[str, float]:
-        """Each suite's weight in the stream's mean: a uniform draw from the pool, weighted so, has the family's
-        macro average (every suite weighs the same) as its mean."""
-        sizes = {s: sum(key[0] == s for key in self.order) for s in self.suites}
-        present = {s: n for s, n in sizes.items() if n}
-        return {s: self.total / (len(present) * n) for s, n in present.items()}
-
-    @property
-    def saved_seconds(self) -> float:
-        """Inference time the stop saved, estimated from this run's seconds per example."""
-        return self.seconds / self.evaluated * (self.total - self.evaluated) if self.evaluated else 0.0
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "suites": list(self.suites), "total": self.total, "evaluated": self.evaluated,
-                "looks": self.looks, "reason": self.reason, "seconds": round(self.seconds, 1),
-                "saved_seconds": round(self.saved_seconds, 1), "rounds": self.rounds}
-
-
-@dataclass
-class SequentialResult:
-    """What a sequential run evaluated, per stream; ``alpha`` is ``1 - confidence``."""
-
-    streams: list[Stream]
-    alpha: float
-    width: float | None = None
-    extended: list[CaseRecord] = field(default_factory=list)  # base results a --baseline lacked, evaluated here
-
-    def stream_of(self, suite: str) -> Stream | None:
-        return next((s for s in self.streams if suite in s.suites or suite == s.name), None)
-
-    def evaluated(self) -> set[Key]:
-        return {key for s in self.streams for key in s.order[:s.evaluated]}
-
-    def needed(self, suite: str, example_id: str) -> bool:
-        stream = self.stream_of(suite)
-        return stream is None or (suite, example_id) in set(stream.order[:stream.evaluated])
-
-    def to_json(self) -> dict[str, Any]:
-        return {"alpha": self.alpha, "width": self.width, "streams": [s.describe() for s in self.streams],
-                "baseline_extended_by": len(self.extended)}
 
 
 def build_streams(examples: Mapping[str, Sequence[str]], families: Mapping[str, Sequence[str]], seed: int) -> list[Stream]:

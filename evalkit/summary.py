@@ -21,7 +21,7 @@ from evalkit.records import ALL, BASE, CaseRecord, Figures
 from evalkit.stats import Estimate, PairedDelta, macro_ci, macro_of, mean_ci, paired_delta
 
 if TYPE_CHECKING:
-    from evalkit.sequential import SequentialResult
+    from evalkit.streams import SequentialResult
 
 __all__ = ["ALL", "BASE", "CaseRecord", "Counts", "Figures", "Layout", "Summary", "SuiteSummary", "sort_records",
            "summarize"]

@@ -12,8 +12,8 @@ from evalkit.config import parse_run_config
 from evalkit.errors import ConfigError
 from evalkit.gates import evaluate_gates, parse_gate
 from evalkit.records import BASE, CaseRecord
-from evalkit.sequential import (DECIDED, EXHAUSTED, SequentialResult, Stream, anytime_figures, build_streams, decided,
-                                gate_tests, schedule)
+from evalkit.sequential import anytime_figures, build_streams, decided, gate_tests, schedule
+from evalkit.streams import DECIDED, EXHAUSTED, SequentialResult, Stream
 from evalkit.summary import Layout, summarize
 
 LAYOUT = Layout(title="Toy", group_title="group", cluster_title="cluster", groups=("g1", "g2"), stratified=False)
