@@ -264,8 +264,6 @@ def _check_paths(config: TrainingConfig) -> list[str]:
     if config.evaluation is not None:
         problems += _check_evaluation(config)
     if config.sweep is not None:
-        from training.sweep import check_sweep_block
-
         problems += check_sweep_block(config.sweep)
     return problems
 
@@ -425,3 +423,61 @@ def load_config(path: str | Path) -> TrainingConfig:
         raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({exc}). "
                           "Fix: correct the syntax at the position shown.") from exc
     return parse_config(raw, str(path))
+
+
+# Which keys a sweep may vary: a fact of this schema, used by the loader (a file's sweep: block) and by
+# training.sweep (--set).
+NOT_SWEPT = {"output_dir": "the sweep gives each point its own folder under --out",
+             "evaluation": "the sweep evaluates every final adapter with the config's evaluation block",
+             "sweep": "it is the grid itself"}
+
+
+def _sections() -> dict[str, type[BaseModel]]:
+    out = {}
+    for name, field in TrainingConfig.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel) and name not in NOT_SWEPT:
+            out[name] = annotation
+    return out
+
+
+def _leaves(cls: type[BaseModel]) -> list[str]:
+    """A section's keys as the config file spells them (``prompt.schema``, not pydantic's field name)."""
+    return [field.alias or name for name, field in cls.model_fields.items()]
+
+
+def _check_key(key: str) -> str | None:
+    """Why ``key`` cannot be swept (None when it can)."""
+    sections = _sections()
+    section, dot, leaf = key.partition(".")
+    if section in NOT_SWEPT:
+        return f"--set {key}: {section} is not swept ({NOT_SWEPT[section]}). Fix: set it in the config file."
+    if section not in sections:
+        close = difflib.get_close_matches(section, list(sections), n=1)
+        hint = f"did you mean {close[0]}.{leaf or 'KEY'}? " if close else ""
+        return (f"--set {key}: unknown key. Fix: {hint}name a config key as SECTION.KEY, SECTION one of "
+                f"{', '.join(sections)}.")
+    valid = _leaves(sections[section])
+    if not dot or leaf not in valid:
+        close = [HF_NAMES[leaf]] if HF_NAMES.get(leaf) in valid else difflib.get_close_matches(leaf, valid, n=1)
+        hint = f"did you mean {section}.{close[0]}? " if close else ""
+        return f"--set {key}: unknown key. Fix: {hint}keys of {section} are {', '.join(valid)}."
+    return None
+
+
+def grid_problems(key: str, values: list[Any], where: str) -> str | None:
+    """Why one key's list of values cannot be a grid axis (None when it can); ``where`` names its origin."""
+    problem = _check_key(key)
+    if problem:
+        return problem.replace("--set ", where, 1)
+    if not values:
+        return f"{where}{key}: the list of values is empty. Fix: give at least one value, e.g. {key}=V1,V2."
+    if len({json.dumps(v, sort_keys=True, default=str) for v in values}) < len(values):
+        return f"{where}{key}: a value is listed twice ({values}). Fix: list each value once."
+    return None
+
+
+def check_sweep_block(block: dict[str, Any]) -> list[str]:
+    """Problems of a config file's ``sweep:`` block (keys and lists; values are checked by :func:`plan_grid`)."""
+    return [p for key, values in block.items()
+            if (p := grid_problems(key, values if isinstance(values, list) else [values], "sweep."))]

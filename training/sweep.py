@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import json
 import os
@@ -32,52 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from evalkit.errors import ConfigError
-from training.config import RUN_FILE, TrainingConfig, _yaml_loader, load_config, parse_config
+from training.config import RUN_FILE, TrainingConfig, _yaml_loader, grid_problems, load_config, parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
-NOT_SWEPT = {"output_dir": "the sweep gives each point its own folder under --out",
-             "evaluation": "the sweep evaluates every final adapter with the config's evaluation block",
-             "sweep": "it is the grid itself"}
-
-
-def _sections() -> dict[str, type[BaseModel]]:
-    out = {}
-    for name, field in TrainingConfig.model_fields.items():
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel) and name not in NOT_SWEPT:
-            out[name] = annotation
-    return out
-
-
-def _leaves(cls: type[BaseModel]) -> list[str]:
-    """A section's keys as the config file spells them (``prompt.schema``, not pydantic's field name)."""
-    return [field.alias or name for name, field in cls.model_fields.items()]
-
-
-def _check_key(key: str) -> str | None:
-    """Why ``key`` cannot be swept (None when it can)."""
-    from training.config import HF_NAMES
-
-    sections = _sections()
-    section, dot, leaf = key.partition(".")
-    if section in NOT_SWEPT:
-        return f"--set {key}: {section} is not swept ({NOT_SWEPT[section]}). Fix: set it in the config file."
-    if section not in sections:
-        close = difflib.get_close_matches(section, list(sections), n=1)
-        hint = f"did you mean {close[0]}.{leaf or 'KEY'}? " if close else ""
-        return (f"--set {key}: unknown key. Fix: {hint}name a config key as SECTION.KEY, SECTION one of "
-                f"{', '.join(sections)}.")
-    valid = _leaves(sections[section])
-    if not dot or leaf not in valid:
-        close = [HF_NAMES[leaf]] if HF_NAMES.get(leaf) in valid else difflib.get_close_matches(leaf, valid, n=1)
-        hint = f"did you mean {section}.{close[0]}? " if close else ""
-        return f"--set {key}: unknown key. Fix: {hint}keys of {section} are {', '.join(valid)}."
-    return None
-
-
 def _value(text: str) -> Any:
     """A value as the config file would read it (YAML: 16 is an int, 2e-4 a float, true a bool)."""
     try:
@@ -86,24 +45,12 @@ def _value(text: str) -> Any:
         return text
 
 
-def _grid_problems(key: str, values: list[Any], where: str) -> str | None:
-    """Why one key's list of values cannot be a grid axis (None when it can); ``where`` names its origin."""
-    problem = _check_key(key)
-    if problem:
-        return problem.replace("--set ", where, 1)
-    if not values:
-        return f"{where}{key}: the list of values is empty. Fix: give at least one value, e.g. {key}=V1,V2."
-    if len({json.dumps(v, sort_keys=True, default=str) for v in values}) < len(values):
-        return f"{where}{key}: a value is listed twice ({values}). Fix: list each value once."
-    return None
-
-
 def parse_sets(specs: Sequence[str], from_file: dict[str, Any] | None = None) -> list[tuple[str, list[Any]]]:
     """The grid: the config file's ``sweep:`` block, then each ``--set KEY=V1,V2`` (which replaces the file's
     values for its key); every problem in one ConfigError."""
     problems, grid, seen = [], dict((from_file or {}).items()), set()
     for key, values in list(grid.items()):
-        problem = _grid_problems(key, values if isinstance(values, list) else [values], "sweep.")
+        problem = grid_problems(key, values if isinstance(values, list) else [values], "sweep.")
         if problem:
             problems.append(problem)
             del grid[key]
@@ -121,7 +68,7 @@ def parse_sets(specs: Sequence[str], from_file: dict[str, Any] | None = None) ->
             values = [_value(text)]
         else:
             values = [_value(part.strip()) for part in text.split(",") if part.strip()]
-        problem = _grid_problems(key, values, "--set ")
+        problem = grid_problems(key, values, "--set ")
         if problem:
             problems.append(problem)
             continue
@@ -130,12 +77,6 @@ def parse_sets(specs: Sequence[str], from_file: dict[str, Any] | None = None) ->
         raise ConfigError(f"sweep: {len(problems)} problem{'s' if len(problems) > 1 else ''} in the grid:\n  - "
                           + "\n  - ".join(problems))
     return list(grid.items())
-
-
-def check_sweep_block(block: dict[str, Any]) -> list[str]:
-    """Problems of a config file's ``sweep:`` block (keys and lists; values are checked by :func:`plan_grid`)."""
-    return [p for key, values in block.items()
-            if (p := _grid_problems(key, values if isinstance(values, list) else [values], "sweep."))]
 
 
 def _with(raw: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
